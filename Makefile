@@ -1,0 +1,36 @@
+# flaxbert — every target sets up what it needs.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export FLAXBERT_ASSETS ?= $(HOME)/.cache/flaxbert/assets
+
+.PHONY: install assets test test-fast demo bench lint clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+assets: install
+	PYTHON=$(PY) tools/fetch_assets.sh
+
+test: install assets
+	$(PY) -m pytest -q tests
+
+test-fast: install assets
+	$(PY) -m pytest -q -m "not slow" tests
+
+demo: install assets
+	$(VENV)/bin/flaxbert demo --model $(FLAXBERT_ASSETS)/all-MiniLM-L6-v2 --data $(FLAXBERT_ASSETS)/vader
+
+bench: install assets
+	$(PY) benchmarks/run.py
+
+lint: install
+	$(PY) -m pip install -q ruff && $(VENV)/bin/ruff check flaxbert distill tests experiments benchmarks
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

@@ -1,0 +1,43 @@
+"""Shared fixtures: the real offline assets fetched by `make assets` (see shared/REFERENCES.md)."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+ASSETS = Path(os.environ.get("FLAXBERT_ASSETS", Path.home() / ".cache/flaxbert/assets"))
+
+
+def _asset(name: str) -> Path:
+    path = ASSETS / name
+    if not (path / ".done").exists():
+        # A missing asset is a failure, not a skip: run `make assets` (make test does).
+        pytest.fail(f"asset {path} is missing; run `make assets` (FLAXBERT_ASSETS={ASSETS})")
+    return path
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    """The real all-MiniLM-L6-v2 BERT in HF format (config.json, model.safetensors, vocab.txt)."""
+    return _asset("all-MiniLM-L6-v2")
+
+
+@pytest.fixture(scope="session")
+def vader_dir() -> Path:
+    """The VADER human-rated sentences: *_GroundTruth.txt, TSV id<TAB>rating<TAB>text."""
+    return _asset("vader")
+
+
+def read_vader(path: Path) -> list[tuple[float, str]]:
+    rows = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        parts = line.rstrip("\r").split("\t")
+        if len(parts) >= 3:
+            rows.append((float(parts[1]), "\t".join(parts[2:])))
+    return rows
+
+
+@pytest.fixture(scope="session")
+def movie_sentences(vader_dir) -> list[str]:
+    """10,605 real Rotten Tomatoes sentences, in file order."""
+    return [text for _, text in read_vader(vader_dir / "movieReviewSnippets_GroundTruth.txt")]

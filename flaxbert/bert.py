@@ -1,0 +1,227 @@
+"""BERT (Devlin et al. 2018) in Flax: post-LayerNorm Transformer encoder, as in google-research/bert.
+
+The backbone returns the TF Hub encoder dict:
+
+    pooled_output     [B, H]     tanh(dense([CLS])), or the [CLS] state when there is no pooler
+    sequence_output   [B, T, H]  the last layer
+    encoder_outputs   L × [B, T, H], one per layer (the last equals sequence_output)
+    embedding_output  [B, T, H]  after the embedding LayerNorm (TinyBERT distils it)
+
+and, with `output_attentions=True`, per layer `attention_logits` (pre-softmax, scaled, padded keys at
+-inf-like), `attention_probs` [B, A, T, T] and `attention_values` [B, T, A, D] (MiniLM needs them).
+
+Every parameter is created with logical axis names (`vocab`, `embed`, `heads`, `kv`, `mlp`, ...);
+`distill.sharding` maps them to mesh axes. Compute runs in `dtype` (e.g. bfloat16) while parameters
+are stored in `param_dtype`; softmax and LayerNorm statistics are always float32.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import flax.linen as nn
+
+from flaxbert.configs import BertConfig
+
+Dtype = Any
+
+
+def activation(name: str):
+    """The activation HF/Google call `name` ("gelu" is the exact erf form, as in BERT)."""
+    return {
+        "gelu": functools.partial(nn.gelu, approximate=False),
+        "gelu_new": functools.partial(nn.gelu, approximate=True),
+        "gelu_pytorch_tanh": functools.partial(nn.gelu, approximate=True),
+        "relu": nn.relu,
+        "relu6": nn.relu6,
+        "silu": nn.silu,
+        "swish": nn.silu,
+        "tanh": jnp.tanh,
+    }[name]
+
+
+def dense(features, axes: tuple[str | None, ...], config, dtype, param_dtype, name: str,
+          in_axis=-1, use_bias: bool = True) -> nn.DenseGeneral:
+    """A DenseGeneral whose kernel and bias carry logical axis names `axes` (in ++ out)."""
+    n_out = len(features) if isinstance(features, tuple) else 1
+    return nn.DenseGeneral(
+        features, axis=in_axis, use_bias=use_bias, dtype=dtype, param_dtype=param_dtype,
+        kernel_init=nn.with_logical_partitioning(
+            nn.initializers.normal(config.initializer_range), axes),
+        bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), axes[-n_out:]),
+        name=name)
+
+
+def layer_norm(config, dtype, param_dtype, name: str, axis: str = "embed") -> nn.LayerNorm:
+    return nn.LayerNorm(
+        epsilon=config.layer_norm_eps, dtype=dtype, param_dtype=param_dtype,
+        scale_init=nn.with_logical_partitioning(nn.initializers.ones_init(), (axis,)),
+        bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), (axis,)),
+        name=name)
+
+
+def embed(num: int, features: int, axes, config, dtype, param_dtype, name: str) -> nn.Embed:
+    return nn.Embed(num, features, dtype=dtype, param_dtype=param_dtype, name=name,
+                    embedding_init=nn.with_logical_partitioning(
+                        nn.initializers.normal(config.initializer_range), axes))
+
+
+def check_inputs(config, input_word_ids, input_mask, input_type_ids):
+    """Validates shapes at trace time and fills in the defaults of the optional inputs."""
+    if input_word_ids.ndim != 2:
+        raise ValueError(f"input_word_ids must be [batch, seq_length], got shape {input_word_ids.shape}")
+    seq_length = input_word_ids.shape[1]
+    if seq_length > config.max_position_embeddings:
+        raise ValueError(f"sequence length {seq_length} exceeds max_position_embeddings="
+                         f"{config.max_position_embeddings}; truncate the inputs (Preprocessor "
+                         f"seq_length) or use a model with more positions")
+    if input_mask is None:
+        input_mask = jnp.ones_like(input_word_ids)
+    if input_type_ids is None:
+        input_type_ids = jnp.zeros_like(input_word_ids)
+    for name, x in (("input_mask", input_mask), ("input_type_ids", input_type_ids)):
+        if x.shape != input_word_ids.shape:
+            raise ValueError(f"{name} has shape {x.shape}; expected {input_word_ids.shape} "
+                             f"like input_word_ids")
+    return input_mask, input_type_ids
+
+
+def constrain(x, axes):
+    """Activation sharding hint in logical axes; a no-op outside `nn.logical_axis_rules`."""
+    return nn.with_logical_constraint(x, axes)
+
+
+class BertEmbeddings(nn.Module):
+    config: BertConfig
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    def setup(self):
+        cfg, dt, pdt = self.config, self.dtype, self.param_dtype
+        self.word_embeddings = embed(cfg.vocab_size, cfg.hidden_size, ("vocab", "embed"), cfg,
+                                     dt, pdt, "word_embeddings")
+        self.position_embeddings = embed(cfg.max_position_embeddings, cfg.hidden_size,
+                                         ("positions", "embed"), cfg, dt, pdt, "position_embeddings")
+        self.token_type_embeddings = embed(cfg.type_vocab_size, cfg.hidden_size,
+                                           ("type_vocab", "embed"), cfg, dt, pdt,
+                                           "token_type_embeddings")
+        self.layer_norm = layer_norm(cfg, dt, pdt, "layer_norm")
+        self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
+
+    def __call__(self, input_word_ids, input_type_ids, deterministic: bool):
+        positions = jnp.arange(input_word_ids.shape[1])[None, :]
+        x = (self.word_embeddings(input_word_ids) + self.position_embeddings(positions)
+             + self.token_type_embeddings(input_type_ids))
+        return self.dropout(self.layer_norm(x), deterministic=deterministic)
+
+    def attend(self, hidden):
+        """hidden · word_embeddingsᵀ — the tied MLM output projection."""
+        return self.word_embeddings.attend(hidden)
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention. Uses `jax.nn.dot_product_attention` (cuDNN flash on GPU) unless
+    attention maps are requested or attention dropout is active, which need the explicit path."""
+
+    config: Any
+    num_heads: int
+    head_dim: int
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, query_input, key_input, value_input, mask, deterministic: bool,
+                 output_attentions: bool = False):
+        cfg, dt, pdt = self.config, self.dtype, self.param_dtype
+        heads = (self.num_heads, self.head_dim)
+        q = dense(heads, ("embed", "heads", "kv"), cfg, dt, pdt, "query")(query_input)
+        k = dense(heads, ("embed", "heads", "kv"), cfg, dt, pdt, "key")(key_input)
+        v = dense(heads, ("embed", "heads", "kv"), cfg, dt, pdt, "value")(value_input)
+        dropout_active = not deterministic and cfg.attention_probs_dropout_prob > 0.0
+        extras = {}
+        if output_attentions or dropout_active:
+            logits = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32) / jnp.sqrt(
+                jnp.float32(self.head_dim))
+            logits = jnp.where(mask[:, None, None, :], logits, jnp.finfo(jnp.float32).min)
+            probs = jax.nn.softmax(logits, axis=-1)
+            dropped = nn.Dropout(cfg.attention_probs_dropout_prob)(probs, deterministic=deterministic)
+            context = jnp.einsum("bhqk,bkhd->bqhd", dropped.astype(dt), v)
+            if output_attentions:
+                extras = {"attention_logits": logits, "attention_probs": probs,
+                          "attention_values": v}
+        else:
+            context = jax.nn.dot_product_attention(q, k, v, mask=mask[:, None, None, :])
+        return context, extras
+
+
+class BertLayer(nn.Module):
+    """One post-LN Transformer block: x ← LN(x + Attn(x)); x ← LN(x + FFN(x))."""
+
+    config: BertConfig
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, mask, deterministic: bool, output_attentions: bool = False):
+        cfg, dt, pdt = self.config, self.dtype, self.param_dtype
+        drop = nn.Dropout(cfg.hidden_dropout_prob)
+        context, extras = SelfAttention(cfg, cfg.num_attention_heads, cfg.head_dim, dt, pdt,
+                                        name="attention")(x, x, x, mask, deterministic,
+                                                          output_attentions)
+        attn_out = dense(cfg.hidden_size, ("heads", "kv", "embed"), cfg, dt, pdt,
+                         "attention_output", in_axis=(-2, -1))(context)
+        x = layer_norm(cfg, dt, pdt, "attention_norm")(x + drop(attn_out, deterministic=deterministic))
+        h = dense(cfg.intermediate_size, ("embed", "mlp"), cfg, dt, pdt, "intermediate")(x)
+        h = activation(cfg.hidden_act)(h)
+        h = dense(cfg.hidden_size, ("mlp", "embed"), cfg, dt, pdt, "output")(h)
+        x = layer_norm(cfg, dt, pdt, "output_norm")(x + drop(h, deterministic=deterministic))
+        return constrain(x, ("batch", "length", "act_embed")), extras
+
+
+def collect_layer_outputs(layers, x, mask, deterministic, output_attentions):
+    """Runs the layer stack, gathering each layer's output and (optionally) attention maps."""
+    outputs, attention = [], {}
+    for layer in layers:
+        x, extras = layer(x, mask, deterministic, output_attentions)
+        outputs.append(x)
+        for key, value in extras.items():
+            attention.setdefault(key, []).append(value)
+    return outputs, attention
+
+
+class BertBackbone(nn.Module):
+    """Embeddings → L post-LN layers → pooler. Parameters live under `embeddings`, `layer_{i}`,
+    `pooler` (names follow the paper; `flaxbert.checkpoints` maps them to Google/HF names)."""
+
+    config: BertConfig
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+    pooler: bool = True
+
+    def setup(self):
+        cfg, dt, pdt = self.config, self.dtype, self.param_dtype
+        self.embeddings = BertEmbeddings(cfg, dt, pdt)
+        self.layers = [BertLayer(cfg, dt, pdt, name=f"layer_{i}")
+                       for i in range(cfg.num_hidden_layers)]
+        if self.pooler:
+            self.pooler_dense = dense(cfg.hidden_size, ("embed", "embed_out"), cfg, dt, pdt, "pooler")
+
+    def __call__(self, input_word_ids, input_mask=None, input_type_ids=None, *,
+                 deterministic: bool = True, output_attentions: bool = False):
+        input_mask, input_type_ids = check_inputs(self.config, input_word_ids, input_mask,
+                                                  input_type_ids)
+        x = self.embeddings(input_word_ids, input_type_ids, deterministic)
+        x = constrain(x, ("batch", "length", "act_embed"))
+        outputs, attention = collect_layer_outputs(self.layers, x, input_mask.astype(bool),
+                                                   deterministic, output_attentions)
+        sequence_output = outputs[-1] if outputs else x
+        cls = sequence_output[:, 0]
+        pooled = jnp.tanh(self.pooler_dense(cls)) if self.pooler else cls
+        return {"pooled_output": pooled, "sequence_output": sequence_output,
+                "encoder_outputs": outputs, "embedding_output": x, **attention}
+
+    def attend(self, hidden):
+        return self.embeddings.attend(hidden)

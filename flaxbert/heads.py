@@ -1,0 +1,102 @@
+"""Task heads and `Model`, a backbone of any family with the heads a job needs.
+
+    mlm         MLM head: dense + act + LayerNorm, tied to the word embeddings (+ extra output
+                weights for MobileBERT) + output bias; logits only at `masked_lm_positions`
+    nsp         next-sentence prediction: dense H → 2 on the pooled output
+    classifier  sequence classification / regression (num_labels = 1): dense on the pooled output
+    span        extractive QA: dense H → 2 on every token → start/end logits
+
+`Model(config, heads=("mlm", "nsp"))(input_word_ids, input_mask, input_type_ids,
+masked_lm_positions)` returns the backbone's dict plus `mlm_logits` [B, P, V], `nsp_logits` [B, 2],
+`logits` [B, C] and `start_logits`/`end_logits` [B, T], each in float32.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import jax.numpy as jnp
+import flax.linen as nn
+
+from flaxbert.bert import BertBackbone, activation, dense, layer_norm
+
+HEADS = ("mlm", "nsp", "classifier", "span")
+
+
+def backbone_class(config) -> type[nn.Module]:
+    """The backbone module of a config's family."""
+    return BACKBONES[config.model_type]
+
+
+BACKBONES: dict[str, type[nn.Module]] = {"bert": BertBackbone}
+
+
+def gather_positions(sequence, positions):
+    """sequence [B, T, H], positions [B, P] int → [B, P, H]."""
+    return jnp.take_along_axis(sequence, positions[..., None].astype(jnp.int32), axis=1)
+
+
+class MaskedLMHead(nn.Module):
+    config: Any
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, hidden, attend):
+        cfg, dt, pdt = self.config, self.dtype, self.param_dtype
+        h = dense(cfg.hidden_size, ("embed", "embed_out"), cfg, dt, pdt, "transform")(hidden)
+        h = activation(cfg.hidden_act)(h)
+        h = layer_norm(cfg, dt, pdt, "transform_norm", axis="embed_out")(h)
+        bias = self.param("output_bias", nn.with_logical_partitioning(nn.initializers.zeros_init(),
+                                                                      ("vocab",)),
+                          (cfg.vocab_size,), pdt)
+        return attend(h).astype(jnp.float32) + bias.astype(jnp.float32)
+
+
+class Model(nn.Module):
+    """A backbone (BERT or MobileBERT, chosen by the config) with task heads."""
+
+    config: Any
+    heads: Sequence[str] = ()
+    num_labels: int = 2
+    pooler: bool = True
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+
+    def setup(self):
+        unknown = set(self.heads) - set(HEADS)
+        if unknown:
+            raise ValueError(f"unknown head(s) {sorted(unknown)}; expected a subset of {HEADS}")
+        cfg, dt, pdt = self.config, self.dtype, self.param_dtype
+        self.backbone = backbone_class(cfg)(cfg, dt, pdt, pooler=self.pooler)
+        if "mlm" in self.heads:
+            self.mlm = MaskedLMHead(cfg, dt, pdt)
+        if "nsp" in self.heads:
+            self.nsp = dense(2, ("embed", "labels"), cfg, dt, pdt, "nsp")
+        if "classifier" in self.heads:
+            if self.num_labels < 1:
+                raise ValueError(f"num_labels={self.num_labels}; expected ≥ 1 (1 = regression)")
+            rate = cfg.classifier_dropout
+            self.classifier_dropout = nn.Dropout(cfg.hidden_dropout_prob if rate is None else rate)
+            self.classifier = dense(self.num_labels, ("embed", "labels"), cfg, dt, pdt, "classifier")
+        if "span" in self.heads:
+            self.span = dense(2, ("embed", "labels"), cfg, dt, pdt, "span")
+
+    def __call__(self, input_word_ids, input_mask=None, input_type_ids=None,
+                 masked_lm_positions=None, *, deterministic: bool = True,
+                 output_attentions: bool = False) -> dict[str, Any]:
+        out = self.backbone(input_word_ids, input_mask, input_type_ids,
+                            deterministic=deterministic, output_attentions=output_attentions)
+        if "mlm" in self.heads:
+            seq = out["sequence_output"]
+            hidden = seq if masked_lm_positions is None else gather_positions(seq, masked_lm_positions)
+            out["mlm_logits"] = self.mlm(hidden, self.backbone.attend)
+        if "nsp" in self.heads:
+            out["nsp_logits"] = self.nsp(out["pooled_output"]).astype(jnp.float32)
+        if "classifier" in self.heads:
+            pooled = self.classifier_dropout(out["pooled_output"], deterministic=deterministic)
+            out["logits"] = self.classifier(pooled).astype(jnp.float32)
+        if "span" in self.heads:
+            span = self.span(out["sequence_output"]).astype(jnp.float32)
+            out["start_logits"], out["end_logits"] = span[..., 0], span[..., 1]
+        return out

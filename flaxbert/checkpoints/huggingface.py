@@ -37,7 +37,6 @@ BERT_RULES = [
 HEAD_RULES = [
     (r"mlm/transform", "cls.predictions.transform.dense"),
     (r"mlm/transform_norm", "cls.predictions.transform.LayerNorm"),
-    (r"mlm/output_bias", "cls.predictions.bias"),
     (r"nsp", "cls.seq_relationship"),
     (r"classifier", "classifier"),
     (r"span", "qa_outputs"),
@@ -45,6 +44,8 @@ HEAD_RULES = [
 HF_RULES: dict[str, list[tuple[str, str]]] = {"bert": BERT_RULES + HEAD_RULES}
 BACKBONE_PREFIX = {"bert": "bert."}
 LEAF_NAMES = {"kernel": "weight", "bias": "bias", "scale": "weight", "embedding": "weight"}
+# Parameters that sit directly on a module (not in a Dense/LayerNorm/Embed), by full path.
+DIRECT_NAMES = {"mlm/output_bias": "cls.predictions.bias"}
 # Kernels whose input side spans two of our axes (heads × head_dim).
 TWO_AXIS_INPUT = re.compile(r"attention_output/kernel$")
 
@@ -65,6 +66,8 @@ HF_ARCHITECTURES = {
 
 def hf_name(model_type: str, path: str, backbone_prefix: str) -> str:
     """Our flat path ('backbone/layer_0/attention/query/kernel') → the HF tensor name."""
+    if path in DIRECT_NAMES:
+        return DIRECT_NAMES[path]
     module, leaf = path.rsplit("/", 1)
     for pattern, template in HF_RULES[model_type]:
         match = re.fullmatch(pattern, module)
@@ -78,6 +81,8 @@ def to_hf_tensor(path: str, value: np.ndarray) -> np.ndarray:
     if path.endswith("/kernel"):
         n_in = 2 if TWO_AXIS_INPUT.search(path) else 1
         return np.ascontiguousarray(value.reshape(int(np.prod(value.shape[:n_in])), -1).T)
+    if path.endswith(("/bias", "/scale")):  # per-head biases [A, D] are flat [A·D] in HF
+        return value.reshape(-1)
     return np.ascontiguousarray(value)
 
 

@@ -1,0 +1,55 @@
+"""`distill` — the training programs, each driven by an ml_collections config file.
+
+    distill pretrain --config experiments/pretrain.py:tiny --workdir runs/pt --config.trainer.num_steps=100
+    distill finetune --config experiments/finetune.py:sentiment --workdir runs/ft
+    distill distill  --config experiments/distill.py:... --workdir runs/kd
+
+Any config field can be overridden with `--config.a.b=value`; an unknown field is an error before
+anything is built. Running the same command again in the same work directory resumes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+PROGRAMS = {
+    "pretrain": "distill.tasks.pretrain",
+    "finetune": "distill.tasks.finetune",
+    "distill": "distill.tasks.distill",
+}
+
+USAGE = f"usage: distill {{{','.join(PROGRAMS)}}} --config FILE.py[:ARG] --workdir DIR [--config.FIELD=VALUE ...]"
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv if argv is None else argv)
+    if len(argv) < 2 or argv[1] not in PROGRAMS:
+        print(USAGE, file=sys.stderr)
+        raise SystemExit(2)
+    program = argv.pop(1)
+
+    from absl import app, flags
+    from ml_collections import config_flags
+
+    flags_ = flags.FlagValues()
+    config_flags.DEFINE_config_file("config", None, "experiment config file", flag_values=flags_,
+                                    lock_config=True)
+    flags.DEFINE_string("workdir", None, "run folder (re-running resumes)", flag_values=flags_)
+    try:
+        flags_(argv)
+    except flags.Error as e:  # unknown field, bad value, missing file: name it, no traceback
+        raise SystemExit(f"distill {program}: {e}") from None
+    if flags_.config is None or flags_.workdir is None:
+        raise SystemExit(f"distill {program}: --config and --workdir are required\n{USAGE}")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    module = importlib.import_module(PROGRAMS[program])
+    try:
+        module.run(flags_.config, flags_.workdir)
+    except (ValueError, FileNotFoundError) as e:
+        raise SystemExit(f"distill {program}: {e}") from None
+
+
+if __name__ == "__main__":
+    main()

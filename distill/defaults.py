@@ -1,0 +1,48 @@
+"""Config blocks every experiment shares; each experiment file overrides what it needs.
+
+Paths default to the asset cache `make assets` fills ($FLAXBERT_ASSETS, else
+~/.cache/flaxbert/assets); every field can be overridden on the command line
+(`--config.trainer.num_steps=100`).
+"""
+
+import os
+from pathlib import Path
+
+import ml_collections
+
+ASSETS = Path(os.environ.get("FLAXBERT_ASSETS", Path.home() / ".cache/flaxbert/assets"))
+VADER = ASSETS / "vader"
+MINILM = ASSETS / "all-MiniLM-L6-v2"
+# The unlabeled transfer text of the demo: the three VADER files other than the movie snippets.
+TRANSFER_FILES = ",".join(str(VADER / f"{name}_GroundTruth.txt")
+                          for name in ("tweets", "nytEditorialSnippets", "amazonReviewSnippets"))
+
+
+def trainer(**overrides) -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(dict(
+        batch_size=32,            # global, over all hosts and devices
+        num_steps=1000,
+        grad_accum_steps=1,
+        log_every=10,
+        eval_every=250,
+        checkpoint_every=250,
+        keep_checkpoints=2,
+        seed=0,
+        peak_flops=2.2e11,        # per device, for MFU; this CPU's measured f32 matmul peak
+    ) | overrides)
+
+
+def optimizer(**overrides) -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(dict(
+        name="adamw", lr=1e-4, b1=0.9, b2=0.999, eps=1e-6, weight_decay=0.01,
+        schedule="linear", power=1.0, warmup_steps=None, warmup_fraction=0.1, clip_norm=1.0,
+    ) | overrides)
+
+
+def mesh(**overrides) -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1) | overrides)
+
+
+def model(name: str, **overrides) -> ml_collections.ConfigDict:
+    """A preset name, a config.json, or a model folder (weights loaded)."""
+    return ml_collections.ConfigDict(dict(name=name, dtype="float32", overrides={}) | overrides)

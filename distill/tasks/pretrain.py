@@ -1,0 +1,155 @@
+"""Masked-LM (+ optional NSP) pre-training, BERT's recipe, on the shared trainer.
+
+    distill pretrain --config experiments/pretrain.py:bert_tiny --workdir runs/pretrain_tiny
+
+The run folder ends with `export/` (HF layout, loadable by `from_pretrained` and transformers),
+`curves.png` (loss and MLM accuracy) and `result.json` (held-out MLM accuracy next to the
+most-frequent-token baseline).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from distill.data.pretraining import text_to_pretraining_dataset
+from distill.tasks.common import ModelSpec, plot_curves, prepare_workdir, write_json
+from distill.trainer import Trainer
+from flaxbert.pretrained import save_pretrained
+
+
+log = logging.getLogger(__name__)
+
+
+def masked_lm_terms(mlm_logits, batch):
+    """Per-prediction negative log-likelihood and correctness, weighted by masked_lm_weights."""
+    logp = jax.nn.log_softmax(mlm_logits.astype(jnp.float32), axis=-1)
+    ids = batch["masked_lm_ids"]
+    weights = batch["masked_lm_weights"].astype(jnp.float32)
+    nll = -jnp.take_along_axis(logp, ids[..., None], axis=-1)[..., 0]
+    correct = (jnp.argmax(logp, axis=-1) == ids).astype(jnp.float32)
+    return nll * weights, correct * weights, weights
+
+
+def next_sentence_terms(nsp_logits, labels):
+    logp = jax.nn.log_softmax(nsp_logits.astype(jnp.float32), axis=-1)
+    nll = -jnp.take_along_axis(logp, labels[:, None], axis=-1)[:, 0]
+    return nll, (jnp.argmax(logp, -1) == labels).astype(jnp.float32)
+
+
+class MaskedLMTask:
+    """Loss = mean NLL over real masked positions (+ mean NSP cross-entropy when `nsp`)."""
+
+    def __init__(self, spec: ModelSpec, nsp: bool):
+        self.spec, self.nsp = spec, nsp
+        self.model = spec.model
+        self.initial_params = spec.initial_params
+
+    def init_params(self, rng):
+        return self.spec.init_params(rng)
+
+    def _forward(self, params, batch, rng=None):
+        return self.model.apply(
+            {"params": params}, batch["input_word_ids"], batch["input_mask"],
+            batch["input_type_ids"], batch["masked_lm_positions"], deterministic=rng is None,
+            rngs={"dropout": rng} if rng is not None else {})
+
+    def denominators(self, batch):
+        return {"mlm": jnp.maximum(batch["masked_lm_weights"].sum(), 1.0),
+                "examples": jnp.float32(batch["input_word_ids"].shape[0])}
+
+    def loss(self, params, frozen, batch, rng, den):
+        out = self._forward(params, batch, rng)
+        nll, correct, _ = masked_lm_terms(out["mlm_logits"], batch)
+        mlm_loss = nll.sum() / den["mlm"]
+        metrics = {"mlm_loss": mlm_loss, "mlm_accuracy": correct.sum() / den["mlm"]}
+        loss = mlm_loss
+        if self.nsp:
+            nsp_nll, nsp_correct = next_sentence_terms(out["nsp_logits"],
+                                                       batch["next_sentence_labels"])
+            metrics["nsp_loss"] = nsp_nll.sum() / den["examples"]
+            metrics["nsp_accuracy"] = nsp_correct.sum() / den["examples"]
+            loss = loss + metrics["nsp_loss"]
+        return loss, metrics
+
+    def eval_metrics(self, params, frozen, batch):
+        out = self._forward(params, batch)
+        nll, correct, weights = masked_lm_terms(out["mlm_logits"], batch)
+        metrics = {"mlm_loss": (nll.sum(), weights.sum()),
+                   "mlm_accuracy": (correct.sum(), weights.sum())}
+        if self.nsp:
+            n = jnp.float32(batch["input_word_ids"].shape[0])
+            nsp_nll, nsp_correct = next_sentence_terms(out["nsp_logits"],
+                                                       batch["next_sentence_labels"])
+            metrics["nsp_accuracy"] = (nsp_correct.sum(), n)
+        return metrics
+
+
+def majority_token_baseline(train_batches, eval_batches) -> float:
+    """Accuracy of always predicting the most frequent masked token of the training stream."""
+    counts = Counter()
+    for batch in train_batches:
+        ids, w = batch["masked_lm_ids"], batch["masked_lm_weights"] > 0
+        counts.update(ids[w].tolist())
+    top = counts.most_common(1)[0][0]
+    hits = total = 0
+    for batch in eval_batches:
+        w = batch["masked_lm_weights"] > 0
+        hits += int((batch["masked_lm_ids"][w] == top).sum())
+        total += int(w.sum())
+    return hits / max(total, 1)
+
+
+def datasets(config, tokenizer):
+    """The (infinite, shuffled) training stream and a fixed held-out evaluation set."""
+    d = config.data
+    common = dict(max_seq_length=d.max_seq_length, max_predictions_per_seq=d.max_predictions_per_seq,
+                  masked_lm_prob=d.masked_lm_prob, short_seq_prob=d.short_seq_prob, nsp=d.nsp,
+                  whole_word_masking=d.whole_word_masking,
+                  process_index=jax.process_index(), process_count=jax.process_count(),
+                  sentences_per_document=d.sentences_per_document)
+    per_host = config.trainer.batch_size // jax.process_count()
+    train = text_to_pretraining_dataset(d.train, tokenizer, batch_size=per_host,
+                                        dupe_factor=d.dupe_factor, seed=d.seed, **common)
+    evaluation = text_to_pretraining_dataset(d.eval, tokenizer, batch_size=per_host, dupe_factor=1,
+                                             seed=d.seed + 1, shuffle=False, num_epochs=1,
+                                             drop_remainder=True, **common)
+    return train, evaluation
+
+
+def run(config, workdir: str | Path) -> dict:
+    """Pre-trains config.model on config.data; returns the held-out results."""
+    workdir = prepare_workdir(workdir, config)
+    from flaxbert.tokenization import load_tokenizer
+
+    tokenizer = load_tokenizer(config.data.vocab)
+    heads = ("mlm", "nsp") if config.data.nsp else ("mlm",)
+    spec = ModelSpec(config.model, heads, vocab_size=tokenizer.vocab_size)
+    if spec.config.vocab_size != tokenizer.vocab_size:
+        raise ValueError(f"model vocab_size={spec.config.vocab_size} but the tokenizer "
+                         f"{config.data.vocab} has {tokenizer.vocab_size} tokens")
+    task = MaskedLMTask(spec, config.data.nsp)
+    train, evaluation = datasets(config, tokenizer)
+    trainer = Trainer(task, config, workdir)
+    state = trainer.fit(iter(train), eval_batches=lambda: iter(evaluation))
+    final = trainer.evaluate(state.params, iter(evaluation))
+    baseline = majority_token_baseline(
+        (b for _, b in zip(range(20), iter(train))), iter(evaluation))
+    result = {"eval_mlm_accuracy": final["mlm_accuracy"], "eval_mlm_loss": final["mlm_loss"],
+              "majority_token_accuracy": baseline, "steps": int(state.step),
+              "parameters": int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(state.params)))}
+    if "nsp_accuracy" in final:
+        result["eval_nsp_accuracy"] = final["nsp_accuracy"]
+    if jax.process_index() == 0:
+        save_pretrained(workdir / "export", spec.model, jax.device_get(state.params), tokenizer)
+        plot_curves(workdir, ["loss", "mlm_accuracy", "eval_mlm_accuracy"])
+        write_json(workdir / "result.json", result)
+    log.info("pre-training done: %s", result)
+    return result
+
+

@@ -1,0 +1,343 @@
+"""The trainer shared by pre-training, fine-tuning and distillation.
+
+A *task* says what is trained and how it is scored; the trainer does everything else: the mesh,
+parameter / optimizer-state / batch shardings from the logical-axis rules, one jitted train step
+(gradient accumulation inside), periodic evaluation, metrics (metrics.jsonl, TensorBoard, a
+progress bar), orbax checkpoints of the full state (params, optimizer, step, RNG, data iterator)
+and automatic resume when the same command runs again in the same work directory.
+
+A task provides:
+
+    init_params(rng) -> boxed params       trainable parameters, with logical axis names
+    frozen / frozen_axes                   arrays that are used but never trained (a teacher),
+                                           and their logical PartitionSpecs (may be None / {})
+    denominators(batch) -> dict            data-only normalisers over the *global* batch
+    loss(params, frozen, batch, rng, den)  -> (loss, metrics); both already divided by `den`, so
+                                           sums over micro-batches equal the full-batch values
+    eval_metrics(params, frozen, batch)    -> {name: (sum, count)}
+    trainable_mask(params) (optional)      pytree of bools; False leaves are frozen
+
+The step is pure: `state, metrics = step(state, frozen, batch)`, jitted once with in/out shardings.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+import flax.linen as nn
+from flax import struct
+
+from distill import sharding
+from distill.optim import make_optimizer
+
+log = logging.getLogger(__name__)
+
+
+@struct.dataclass
+class TrainState:
+    step: jax.Array
+    params: Any
+    opt_state: Any
+    rng: jax.Array
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN/Inf; the last good checkpoint is kept."""
+
+
+def _tree_add(a, b):
+    return jax.tree_util.tree_map(jnp.add, a, b)
+
+
+def split_microbatches(batch, k: int):
+    """[B, ...] → [k, B/k, ...] taking rows i::k into micro-batch i, so that every micro-batch
+    stays spread over all data-parallel devices."""
+    return jax.tree_util.tree_map(
+        lambda x: x.reshape(x.shape[0] // k, k, *x.shape[1:]).swapaxes(0, 1), batch)
+
+
+def make_train_step(task, tx: optax.GradientTransformation, schedule, grad_accum: int):
+    """The pure train step for `task` (jit it with shardings)."""
+
+    def step(state: TrainState, frozen, batch):
+        rng, step_rng = jax.random.split(state.rng)
+        den = task.denominators(batch)
+        grad_fn = jax.value_and_grad(task.loss, has_aux=True)
+        if grad_accum == 1:
+            (loss, metrics), grads = grad_fn(state.params, frozen, batch, step_rng, den)
+            metrics = {**metrics, "loss": loss}
+        else:
+            def micro(carry, inputs):
+                index, micro_batch = inputs
+                (loss, metrics), grads = grad_fn(state.params, frozen, micro_batch,
+                                                 jax.random.fold_in(step_rng, index), den)
+                return _tree_add(carry, (grads, {**metrics, "loss": loss})), None
+
+            micro_batches = split_microbatches(batch, grad_accum)
+            first = jax.tree_util.tree_map(lambda x: x[0], micro_batches)
+            (loss_shape, metric_shapes), grad_shapes = jax.eval_shape(
+                grad_fn, state.params, frozen, first, step_rng, den)
+            zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype),
+                                           (grad_shapes, {**metric_shapes, "loss": loss_shape}))
+            (grads, metrics), _ = jax.lax.scan(micro, zeros,
+                                               (jnp.arange(grad_accum), micro_batches))
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = {**metrics, "grad_norm": optax.global_norm(grads),
+                   "learning_rate": schedule(state.step)}
+        return TrainState(state.step + 1, params, opt_state, rng), metrics
+
+    return step
+
+
+def make_eval_step(task):
+    def step(params, frozen, batch):
+        return task.eval_metrics(params, frozen, batch)
+    return step
+
+
+class MetricWriter:
+    """metrics.jsonl + TensorBoard, written by process 0 only. On resume, rows past the restored
+    step (written after the last checkpoint) are dropped so the file reads as one straight run."""
+
+    def __init__(self, workdir: Path, resume_step: int):
+        self.enabled = jax.process_index() == 0
+        self.path = workdir / "metrics.jsonl"
+        self.tb = None
+        if not self.enabled:
+            return
+        if self.path.exists():
+            rows = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+            kept = [r for r in rows if r.get("step", 0) <= resume_step]
+            self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        from tensorboardX import SummaryWriter
+        self.tb = SummaryWriter(str(workdir / "tensorboard"))
+
+    def write(self, step: int, metrics: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        with self.path.open("a") as f:
+            f.write(json.dumps({"step": step, **metrics}) + "\n")
+        for name, value in metrics.items():
+            self.tb.add_scalar(name, value, step)
+
+    def close(self):
+        if self.tb is not None:
+            self.tb.close()
+
+
+def read_metrics(workdir: str | Path) -> list[dict[str, Any]]:
+    path = Path(workdir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def place_batch(batch: dict[str, np.ndarray], batch_sharding) -> dict[str, jax.Array]:
+    """Host-local numpy batch → global arrays (each process contributes its rows)."""
+    return {k: jax.make_array_from_process_local_data(batch_sharding, np.asarray(v))
+            for k, v in batch.items()}
+
+
+class Trainer:
+    """Runs a task under a config with blocks `trainer`, `optimizer` and `mesh`."""
+
+    def __init__(self, task, config, workdir: str | Path):
+        self.task, self.config = task, config
+        self.workdir = Path(workdir)
+        tcfg = config.trainer
+        self.mesh = sharding.make_mesh(dict(config.mesh))
+        dp = sharding.data_parallel_size(self.mesh)
+        per_step = dp * tcfg.grad_accum_steps
+        if tcfg.batch_size % per_step:
+            raise ValueError(f"trainer.batch_size={tcfg.batch_size} must be divisible by the "
+                             f"data-parallel size × grad_accum_steps = {dp} × "
+                             f"{tcfg.grad_accum_steps} = {per_step}")
+        if tcfg.batch_size % jax.process_count():
+            raise ValueError(f"trainer.batch_size={tcfg.batch_size} must be divisible by the "
+                             f"number of processes {jax.process_count()}")
+        self.batch_sharding = sharding.batch_sharding(self.mesh)
+
+        rng = jax.random.PRNGKey(tcfg.seed)
+        init_rng, self.state_rng = jax.random.split(rng)
+        boxed = jax.eval_shape(task.init_params, init_rng)
+        mask = task.trainable_mask(nn.unbox(boxed)) if hasattr(task, "trainable_mask") else None
+        self.tx, self.schedule = make_optimizer(config.optimizer, tcfg.num_steps, mask)
+
+        def init_state(rng_init, rng_state):
+            params = task.init_params(rng_init)
+            return TrainState(jnp.zeros((), jnp.int32), params, self.tx.init(params), rng_state)
+
+        abstract_boxed = jax.eval_shape(init_state, init_rng, self.state_rng)
+        specs = nn.get_partition_spec(abstract_boxed)
+        self.abstract_state = nn.unbox(abstract_boxed)
+        self.state_sharding = sharding.logical_to_sharding(specs, self.abstract_state, self.mesh)
+        self._init_state = jax.jit(lambda a, b: nn.unbox(init_state(a, b)),
+                                   out_shardings=self.state_sharding)
+        self.init_rng = init_rng
+
+        frozen = getattr(task, "frozen", None) or {}
+        frozen_axes = getattr(task, "frozen_axes", None) or {}
+        self.frozen_sharding = (sharding.logical_to_sharding(frozen_axes, frozen, self.mesh)
+                                if frozen else {})
+        self.frozen = jax.device_put(frozen, self.frozen_sharding) if frozen else {}
+
+        replicated = sharding.replicated(self.mesh)
+        step = make_train_step(task, self.tx, self.schedule, tcfg.grad_accum_steps)
+        self.train_step = jax.jit(
+            step, in_shardings=(self.state_sharding, self.frozen_sharding, self.batch_sharding),
+            out_shardings=(self.state_sharding, replicated), donate_argnums=(0,))
+        self.eval_step = jax.jit(
+            make_eval_step(task),
+            in_shardings=(self.state_sharding.params, self.frozen_sharding, self.batch_sharding),
+            out_shardings=replicated)
+
+        self.checkpoints = ocp.CheckpointManager(
+            (self.workdir / "checkpoints").absolute(),
+            options=ocp.CheckpointManagerOptions(
+                max_to_keep=tcfg.keep_checkpoints, enable_async_checkpointing=True,
+                create=True),
+            item_names=("state", "data"))
+
+    # --- state ------------------------------------------------------------------------------
+    def initial_state(self) -> TrainState:
+        """Random init, or the task's `initial_params` (loaded weights) placed on the mesh."""
+        initial = getattr(self.task, "initial_params", None)
+        with self.mesh:
+            if initial is None:
+                return self._init_state(self.init_rng, self.state_rng)
+            shardings = self.state_sharding
+            params = jax.device_put(initial, shardings.params)
+            opt_state = jax.jit(self.tx.init, out_shardings=shardings.opt_state)(params)
+            return TrainState(jax.device_put(jnp.zeros((), jnp.int32), shardings.step), params,
+                              opt_state, jax.device_put(self.state_rng, shardings.rng))
+
+    def restore(self, data_iter=None) -> TrainState | None:
+        """The latest checkpoint's state (and data-iterator position), or None."""
+        step = self.checkpoints.latest_step()
+        if step is None:
+            return None
+        target = jax.tree_util.tree_map(
+            lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
+            self.abstract_state, self.state_sharding)
+        restored = self.checkpoints.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(target), data=ocp.args.JsonRestore()))
+        if data_iter is not None and restored.data is not None and hasattr(data_iter, "set_state"):
+            data_iter.set_state(_decode_state(restored.data))
+        return restored.state
+
+    def save(self, state: TrainState, data_iter, force: bool = False) -> None:
+        data_state = _encode_state(data_iter.get_state()) if hasattr(data_iter, "get_state") else {}
+        self.checkpoints.save(int(state.step), force=force, args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state)))
+
+    # --- loops ------------------------------------------------------------------------------
+    def evaluate(self, params, batches: Iterable[dict[str, np.ndarray]]) -> dict[str, float]:
+        totals: dict[str, list[float]] = {}
+        with self.mesh:
+            for batch in batches:
+                sums = jax.device_get(self.eval_step(params, self.frozen,
+                                                     place_batch(batch, self.batch_sharding)))
+                for name, (total, count) in sums.items():
+                    acc = totals.setdefault(name, [0.0, 0.0])
+                    acc[0] += float(total)
+                    acc[1] += float(count)
+        return {name: total / max(count, 1.0) for name, (total, count) in totals.items()}
+
+    def fit(self, train_iter: Iterator[dict[str, np.ndarray]],
+            eval_batches: Callable[[], Iterable[dict[str, np.ndarray]]] | None = None,
+            on_eval: Callable[[int, dict[str, float], TrainState], None] | None = None) -> TrainState:
+        """Trains to `trainer.num_steps`, resuming from the work directory if it has checkpoints."""
+        tcfg = self.config.trainer
+        state = self.restore(train_iter)
+        resumed = state is not None
+        if state is None:
+            state = self.initial_state()
+        start = int(state.step)
+        writer = MetricWriter(self.workdir, start)
+        if resumed:
+            log.info("resumed from %s at step %d", self.workdir / "checkpoints", start)
+        flops_per_token = self._flops_per_token()
+        progress = _progress(start, tcfg.num_steps, self.workdir.name)
+        last_time, last_step = time.perf_counter(), start
+        try:
+            with self.mesh:
+                for step in range(start, tcfg.num_steps):
+                    batch = place_batch(next(train_iter), self.batch_sharding)
+                    tokens = batch["input_word_ids"].size
+                    state, metrics = self.train_step(state, self.frozen, batch)
+                    done = step + 1
+                    save_now = done % tcfg.checkpoint_every == 0 or done == tcfg.num_steps
+                    if done % tcfg.log_every == 0 or save_now or done == start + 1:
+                        metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+                        if not math.isfinite(metrics["loss"]):
+                            raise TrainingDiverged(
+                                f"loss became {metrics['loss']} at step {done}; the last good "
+                                f"checkpoint (step {self.checkpoints.latest_step()}) is kept in "
+                                f"{self.workdir / 'checkpoints'}")
+                        now = time.perf_counter()
+                        seconds = (now - last_time) / max(done - last_step, 1)
+                        last_time, last_step = now, done
+                        metrics["tokens_per_sec"] = tokens / seconds
+                        metrics["mfu"] = (flops_per_token * tokens / seconds
+                                          / (tcfg.peak_flops * jax.device_count()))
+                        writer.write(done, metrics)
+                        progress.set_postfix(loss=f"{metrics['loss']:.4f}")
+                    if eval_batches is not None and (done % tcfg.eval_every == 0
+                                                     or done == tcfg.num_steps):
+                        results = self.evaluate(state.params, eval_batches())
+                        writer.write(done, {f"eval_{k}": v for k, v in results.items()})
+                        if on_eval is not None:
+                            on_eval(done, results, state)
+                    if save_now:
+                        self.save(state, train_iter, force=done == tcfg.num_steps)
+                    progress.update(1)
+        finally:
+            self.checkpoints.wait_until_finished()
+            progress.close()
+            writer.close()
+        return state
+
+    def _flops_per_token(self) -> float:
+        """6·N per trained token (forward + backward) + 2·N for each frozen (teacher) parameter;
+        attention's T² term is left out, so MFU is slightly understated."""
+        trained = sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(self.abstract_state.params))
+        frozen = sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(self.frozen))
+        return 6.0 * trained + 2.0 * frozen
+
+
+def _progress(start: int, total: int, name: str):
+    from tqdm.auto import tqdm
+    return tqdm(total=total, initial=start, desc=name, unit="step",
+                disable=jax.process_index() != 0, dynamic_ncols=True)
+
+
+def _encode_state(state: Any) -> Any:
+    """Grain iterator states may hold bytes; JSON keeps them as latin-1 strings, tagged."""
+    if isinstance(state, bytes):
+        return {"__bytes__": state.decode("latin-1")}
+    if isinstance(state, dict):
+        return {k: _encode_state(v) for k, v in state.items()}
+    if isinstance(state, (list, tuple)):
+        return [_encode_state(v) for v in state]
+    return state
+
+
+def _decode_state(state: Any) -> Any:
+    if isinstance(state, dict):
+        if set(state) == {"__bytes__"}:
+            return state["__bytes__"].encode("latin-1")
+        return {k: _decode_state(v) for k, v in state.items()}
+    if isinstance(state, list):
+        return [_decode_state(v) for v in state]
+    return state

@@ -1,0 +1,71 @@
+"""Runs a short BERT-Tiny-shaped MLM+NSP training in its own process (so a test can choose the
+device count with XLA_FLAGS, or SIGKILL it mid-run) and prints a JSON summary on the last line.
+
+    python tests/workers/train_worker.py WORKDIR --steps 20 --mesh data=2,fsdp=4 [--grad-accum 2]
+"""
+
+import argparse
+import json
+
+import jax
+import ml_collections
+import numpy as np
+
+from distill import defaults
+from distill.data.pretraining import VocabInfo, make_pretraining_dataset
+from distill.tasks.common import ModelSpec
+from distill.tasks.pretrain import MaskedLMTask
+from distill.trainer import Trainer, read_metrics
+from flaxbert.params import flatten
+
+VOCAB = VocabInfo(vocab_size=256, cls_id=2, sep_id=3, pad_id=0, mask_id=4)
+
+
+def corpus(seed=0):
+    rng = np.random.default_rng(seed)
+    return [[rng.integers(10, 256, size=rng.integers(4, 16)).tolist() for _ in range(6)]
+            for _ in range(60)]
+
+
+def config(args) -> ml_collections.ConfigDict:
+    cfg = ml_collections.ConfigDict()
+    cfg.model = defaults.model("tiny", overrides={"vocab_size": 256, "max_position_embeddings": 64,
+                                                  "hidden_dropout_prob": args.dropout,
+                                                  "attention_probs_dropout_prob": args.dropout})
+    cfg.trainer = defaults.trainer(num_steps=args.steps, log_every=1, eval_every=10**9,
+                                   checkpoint_every=args.checkpoint_every,
+                                   batch_size=args.batch_size, grad_accum_steps=args.grad_accum)
+    cfg.optimizer = defaults.optimizer(lr=1e-3, warmup_fraction=0.1)
+    cfg.mesh = defaults.mesh(**dict((k, int(v)) for k, v in (p.split("=") for p in args.mesh.split(","))))
+    return cfg
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("workdir")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--grad-accum", type=int, default=1)
+    parser.add_argument("--checkpoint-every", type=int, default=1000)
+    parser.add_argument("--mesh", default="data=1")
+    parser.add_argument("--dropout", type=float, default=0.1)
+    args = parser.parse_args()
+    cfg = config(args)
+    data = make_pretraining_dataset(corpus(), VOCAB, batch_size=args.batch_size, max_seq_length=32,
+                                    max_predictions_per_seq=5, nsp=True, seed=7)
+    trainer = Trainer(MaskedLMTask(ModelSpec(cfg.model, ("mlm", "nsp")), nsp=True), cfg, args.workdir)
+    state = trainer.fit(iter(data))
+    params = jax.device_get(state.params)
+    layer = state.params["backbone"]["layer_0"]["intermediate"]["kernel"]
+    print(json.dumps({
+        "losses": {r["step"]: r["loss"] for r in read_metrics(args.workdir) if "loss" in r},
+        "param_checksum": float(sum(np.abs(v).sum() for v in flatten(params).values())),
+        "kernel_spec": str(layer.sharding.spec),
+        "kernel_shard_shape": list(layer.addressable_shards[0].data.shape),
+        "devices": jax.device_count(),
+    }))
+    np.savez(f"{args.workdir}/final_params.npz", **flatten(params))
+
+
+if __name__ == "__main__":
+    main()

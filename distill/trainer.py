@@ -35,6 +35,7 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 import flax.linen as nn
+import grain
 from flax import struct
 
 from distill import sharding
@@ -231,15 +232,12 @@ class Trainer:
             lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
             self.abstract_state, self.state_sharding)
         restored = self.checkpoints.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(target), data=ocp.args.JsonRestore()))
-        if data_iter is not None and restored.data is not None and hasattr(data_iter, "set_state"):
-            data_iter.set_state(_decode_state(restored.data))
+            state=ocp.args.StandardRestore(target), data=_data_restore_args(data_iter)))
         return restored.state
 
     def save(self, state: TrainState, data_iter, force: bool = False) -> None:
-        data_state = _encode_state(data_iter.get_state()) if hasattr(data_iter, "get_state") else {}
         self.checkpoints.save(int(state.step), force=force, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state)))
+            state=ocp.args.StandardSave(state), data=_data_save_args(data_iter)))
 
     # --- loops ------------------------------------------------------------------------------
     def evaluate(self, params, batches: Iterable[dict[str, np.ndarray]]) -> dict[str, float]:
@@ -322,22 +320,16 @@ def _progress(start: int, total: int, name: str):
                 disable=jax.process_index() != 0, dynamic_ncols=True)
 
 
-def _encode_state(state: Any) -> Any:
-    """Grain iterator states may hold bytes; JSON keeps them as latin-1 strings, tagged."""
-    if isinstance(state, bytes):
-        return {"__bytes__": state.decode("latin-1")}
-    if isinstance(state, dict):
-        return {k: _encode_state(v) for k, v in state.items()}
-    if isinstance(state, (list, tuple)):
-        return [_encode_state(v) for v in state]
-    return state
+def _data_save_args(data_iter):
+    """A grain iterator saves its own position, one file per process; other iterators save
+    `get_state()` as JSON if they have it (nothing otherwise)."""
+    if isinstance(data_iter, grain.DatasetIterator):
+        return grain.checkpoint.CheckpointSave(data_iter)
+    state = data_iter.get_state() if hasattr(data_iter, "get_state") else {}
+    return ocp.args.JsonSave(state)
 
 
-def _decode_state(state: Any) -> Any:
-    if isinstance(state, dict):
-        if set(state) == {"__bytes__"}:
-            return state["__bytes__"].encode("latin-1")
-        return {k: _decode_state(v) for k, v in state.items()}
-    if isinstance(state, list):
-        return [_decode_state(v) for v in state]
-    return state
+def _data_restore_args(data_iter):
+    if isinstance(data_iter, grain.DatasetIterator):
+        return grain.checkpoint.CheckpointRestore(data_iter)  # restores in place
+    return ocp.args.JsonRestore()

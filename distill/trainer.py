@@ -233,6 +233,8 @@ class Trainer:
             self.abstract_state, self.state_sharding)
         restored = self.checkpoints.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(target), data=_data_restore_args(data_iter)))
+        if not isinstance(data_iter, grain.DatasetIterator) and hasattr(data_iter, "set_state"):
+            data_iter.set_state(restored.data)
         return restored.state
 
     def save(self, state: TrainState, data_iter, force: bool = False) -> None:

@@ -44,6 +44,14 @@ def from_pretrained(path: str | Path, heads: Sequence[str] | None = None, num_la
                     seed: int = 0) -> Pretrained:
     """Loads a model folder. `heads=None` keeps the heads the weights have."""
     path = Path(path)
+    is_prefix = Path(f"{path}.index").is_file() or (path.suffix == ".index" and path.is_file())
+    if is_prefix or (path.is_dir() and not (path / "config.json").is_file()):
+        # Google formats (TF1 checkpoint, TF Hub v1 module, TF2 SavedModel): see checkpoints.google
+        from flaxbert.checkpoints import google
+
+        if google.detect_format(path) != "hf":
+            return google.from_pretrained(path, heads, num_labels, dtype=dtype,
+                                          param_dtype=param_dtype, tokenizer=tokenizer, seed=seed)
     if not path.is_dir():
         raise FileNotFoundError(f"model folder {path} does not exist")
     config = load_config(path / "config.json")

@@ -21,7 +21,8 @@ TRANSFER_FILES = ",".join(str(VADER / f"{name}_GroundTruth.txt")
 def trainer(**overrides) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(dict(
         batch_size=32,            # global, over all hosts and devices
-        num_steps=1000,
+        num_steps=1000,           # <= 0: derived from num_epochs (fine-tuning)
+        num_epochs=0.0,
         grad_accum_steps=1,
         log_every=10,
         eval_every=250,

@@ -203,6 +203,8 @@ class Trainer:
             in_shardings=(self.state_sharding.params, self.frozen_sharding, self.batch_sharding),
             out_shardings=replicated)
 
+        self._predict_steps: dict[int, Any] = {}
+        self.last_eval: dict[str, float] = {}
         self.checkpoints = ocp.CheckpointManager(
             (self.workdir / "checkpoints").absolute(),
             options=ocp.CheckpointManagerOptions(
@@ -254,10 +256,25 @@ class Trainer:
                     acc[1] += float(count)
         return {name: total / max(count, 1.0) for name, (total, count) in totals.items()}
 
+    def predict(self, params, batches: Iterable[dict[str, np.ndarray]], fn) -> list[dict[str, np.ndarray]]:
+        """Host copies of `fn(params, frozen, batch)` (a dict of arrays) for every batch."""
+        key = id(fn)
+        if key not in self._predict_steps:
+            self._predict_steps[key] = jax.jit(
+                fn, in_shardings=(self.state_sharding.params, self.frozen_sharding,
+                                  self.batch_sharding),
+                out_shardings=sharding.replicated(self.mesh))
+        step = self._predict_steps[key]
+        with self.mesh:
+            return [jax.device_get(step(params, self.frozen, place_batch(b, self.batch_sharding)))
+                    for b in batches]
+
     def fit(self, train_iter: Iterator[dict[str, np.ndarray]],
-            eval_batches: Callable[[], Iterable[dict[str, np.ndarray]]] | None = None,
-            on_eval: Callable[[int, dict[str, float], TrainState], None] | None = None) -> TrainState:
-        """Trains to `trainer.num_steps`, resuming from the work directory if it has checkpoints."""
+            evaluate: Callable[[TrainState], dict[str, float]] | None = None) -> TrainState:
+        """Trains to `trainer.num_steps`, resuming from the work directory if it has checkpoints.
+
+        `evaluate(state)` runs every `trainer.eval_every` steps and at the end; its results are
+        logged with an `eval_` prefix."""
         tcfg = self.config.trainer
         state = self.restore(train_iter)
         resumed = state is not None
@@ -293,12 +310,10 @@ class Trainer:
                                           / (tcfg.peak_flops * jax.device_count()))
                         writer.write(done, metrics)
                         progress.set_postfix(loss=f"{metrics['loss']:.4f}")
-                    if eval_batches is not None and (done % tcfg.eval_every == 0
-                                                     or done == tcfg.num_steps):
-                        results = self.evaluate(state.params, eval_batches())
-                        writer.write(done, {f"eval_{k}": v for k, v in results.items()})
-                        if on_eval is not None:
-                            on_eval(done, results, state)
+                    if evaluate is not None and (done % tcfg.eval_every == 0
+                                                 or done == tcfg.num_steps):
+                        self.last_eval = evaluate(state)
+                        writer.write(done, {f"eval_{k}": v for k, v in self.last_eval.items()})
                     if save_now:
                         self.save(state, train_iter, force=done == tcfg.num_steps)
                     progress.update(1)

@@ -136,8 +136,8 @@ def run(config, workdir: str | Path) -> dict:
     task = MaskedLMTask(spec, config.data.nsp)
     train, evaluation = datasets(config, tokenizer)
     trainer = Trainer(task, config, workdir)
-    state = trainer.fit(iter(train), eval_batches=lambda: iter(evaluation))
-    final = trainer.evaluate(state.params, iter(evaluation))
+    state = trainer.fit(iter(train), lambda state: trainer.evaluate(state.params, iter(evaluation)))
+    final = trainer.last_eval or trainer.evaluate(state.params, iter(evaluation))
     baseline = majority_token_baseline(
         (b for _, b in zip(range(20), iter(train))), iter(evaluation))
     result = {"eval_mlm_accuracy": final["mlm_accuracy"], "eval_mlm_loss": final["mlm_loss"],

@@ -18,6 +18,7 @@ PROGRAMS = {
     "pretrain": "distill.tasks.pretrain",
     "finetune": "distill.tasks.finetune",
     "distill": "distill.tasks.distill",
+    "recipe": "distill.tasks.recipe",
 }
 
 USAGE = f"usage: distill {{{','.join(PROGRAMS)}}} --config FILE.py[:ARG] --workdir DIR [--config.FIELD=VALUE ...]"

@@ -146,8 +146,10 @@ class DistillTask:
         self.frozen_axes = {"teacher": logical_axes(teacher)} if teacher_params is not None else {}
         self.initial_params = None
         if student.initial_params is not None:
-            proj = nn.unbox(self._init_projections(jax.random.PRNGKey(config.trainer.seed)))
-            self.initial_params = {"student": student.initial_params, "projections": proj}
+            self.initial_params = {"student": student.initial_params}
+            if self.projections:
+                self.initial_params["projections"] = nn.unbox(
+                    self._init_projections(jax.random.PRNGKey(config.trainer.seed)))
 
     # parameters: the student and the projections
     def _init_projections(self, rng):
@@ -161,10 +163,10 @@ class DistillTask:
 
     def init_params(self, rng):
         s_rng, p_rng = jax.random.split(rng)
-        return {"student": self.student.init_params(s_rng), "projections": self._init_projections(p_rng)}
-
-    def trainable_mask(self, params):
-        return jax.tree_util.tree_map(lambda _: True, params)
+        params = {"student": self.student.init_params(s_rng)}
+        if self.projections:
+            params["projections"] = self._init_projections(p_rng)
+        return params
 
     # forward passes
     def _apply(self, model, params, batch, rng=None):

@@ -1,0 +1,219 @@
+"""Distillation: teacher frozen, gradients reach the student and projections, cache = live teacher,
+layer maps, student initialisation, and (slow) real-teacher sentence-embedding distillation."""
+
+import json
+
+import jax
+import ml_collections
+import numpy as np
+import pytest
+
+from distill import defaults
+from distill.tasks import distill as kd
+from flaxbert import Model, init_params
+from flaxbert.configs import BertConfig
+from flaxbert.params import flatten
+from flaxbert.pretrained import from_pretrained, save_pretrained
+from flaxbert.tokenization import load_tokenizer
+
+TEACHER = dict(vocab_size=30522, hidden_size=48, num_hidden_layers=4, num_attention_heads=4,
+               intermediate_size=96, max_position_embeddings=64)
+STUDENT = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+               max_position_embeddings=64)
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(tmp_path_factory, minilm_dir):
+    """A small random BERT classifier with the real vocab, saved like a fine-tuned teacher."""
+    path = tmp_path_factory.mktemp("teacher")
+    model = Model(BertConfig(**TEACHER), heads=("classifier",), num_labels=2)
+    save_pretrained(path, model, init_params(model, 3), load_tokenizer(minilm_dir / "vocab.txt"))
+    return path
+
+
+@pytest.fixture(scope="module")
+def transfer_file(tmp_path_factory, movie_sentences):
+    path = tmp_path_factory.mktemp("transfer") / "transfer.txt"
+    path.write_text("\n".join(movie_sentences[:200]))
+    return path
+
+
+def make_config(teacher_dir, transfer_file, terms, **changes):
+    config = ml_collections.ConfigDict()
+    config.teacher = ml_collections.ConfigDict(dict(name=str(teacher_dir), dtype="float32"))
+    config.model = defaults.model("tiny", overrides=STUDENT)
+    config.task = ml_collections.ConfigDict(dict(name="", data_dir="", seed=0))
+    config.data = ml_collections.ConfigDict(dict(transfer=str(transfer_file), vader_dir="",
+                                                 max_seq_length=32, buckets=(32,), vocab=""))
+    config.distill = ml_collections.ConfigDict(dict(
+        terms=terms, alpha=1.0, student_init="model", include_train_texts=False, cache="",
+        held_out=32))
+    config.trainer = defaults.trainer(batch_size=8, num_steps=6, log_every=1, eval_every=3,
+                                      checkpoint_every=100)
+    config.optimizer = defaults.optimizer(lr=1e-3, warmup_fraction=0.0)
+    config.mesh = defaults.mesh()
+    for path, value in changes.items():
+        node = config
+        *parents, leaf = path.split(".")
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    return config
+
+
+def metrics_rows(workdir):
+    return [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+
+
+ALL_TERMS = [
+    dict(feature="logits", loss="soft_ce", weight=1.0, temperature=2.0, t_squared=True),
+    dict(feature="hidden", loss="mse", weight=1.0, layers="uniform"),
+    dict(feature="attention_logits", loss="mse", weight=0.1, layers="uniform"),
+    dict(feature="attention_probs", loss="kl", weight=1.0, layers="last"),
+    dict(feature="value_relation", loss="kl", weight=1.0, layers="last"),
+    dict(feature="embedding", loss="cosine", weight=1.0, pooling="mean"),
+]
+
+
+def test_teacher_frozen_student_and_projections_trained(tmp_path, teacher_dir, transfer_file):
+    config = make_config(teacher_dir, transfer_file, ALL_TERMS)
+    result = kd.run(config, tmp_path / "run")
+    assert result["steps"] == 6
+    rows = [r for r in metrics_rows(tmp_path / "run") if "loss" in r]
+    assert all(np.isfinite(r["loss"]) for r in rows) and rows[-1]["grad_norm"] > 0
+    assert any("eval_hidden_mse_1" in r for r in metrics_rows(tmp_path / "run"))
+    assert from_pretrained(tmp_path / "run" / "export", tokenizer=False).model.config.hidden_size == 32
+
+
+def test_teacher_bit_identical_after_training(tmp_path, teacher_dir, transfer_file):
+    from distill.data.features import encode_examples, train_batches
+    from distill.data.tasks import Example
+    from distill.trainer import Trainer
+
+    config = make_config(teacher_dir, transfer_file, ALL_TERMS)
+    teacher, teacher_params, tokenizer = from_pretrained(teacher_dir, heads=("classifier",))
+    task = kd.DistillTask(config, kd.ModelSpec(config.model, ("classifier",), vocab_size=30522),
+                          teacher, teacher_params)
+    texts = transfer_file.read_text().splitlines()[:64]
+    features = encode_examples([Example(str(i), t, None, None) for i, t in enumerate(texts)],
+                               tokenizer, 32)
+    features["has_label"] = np.zeros(64, np.float32)
+    trainer = Trainer(task, config, tmp_path / "t")
+    before = jax.device_get(trainer.frozen)
+    start = jax.device_get(trainer.initial_state().params)
+    state = trainer.fit(train_batches(features, 8, seed=0, buckets=(32,)))
+    after = jax.device_get(trainer.frozen)
+    for name, value in flatten(before).items():
+        np.testing.assert_array_equal(flatten(after)[name], value, err_msg=name)
+    trained = jax.device_get(state.params)
+    for name in ("projections/hidden_mse_1/kernel", "projections/embedding_cosine_5/kernel",
+                 "student/backbone/layer_1/output/kernel"):
+        assert np.any(flatten(trained)[name] != flatten(start)[name]), name
+
+
+def test_gradients_reach_student_and_projections_not_teacher(teacher_dir, transfer_file, tmp_path):
+    config = make_config(teacher_dir, transfer_file, ALL_TERMS)
+    teacher, teacher_params, tokenizer = from_pretrained(teacher_dir, heads=("classifier",))
+    task = kd.DistillTask(config, kd.ModelSpec(config.model, ("classifier",), vocab_size=30522),
+                          teacher, teacher_params)
+    params = jax.tree_util.tree_map(lambda x: x.value if hasattr(x, "value") else x,
+                                    task.init_params(jax.random.PRNGKey(0)),
+                                    is_leaf=lambda x: hasattr(x, "value"))
+    from distill.data.features import encode_examples
+    from distill.data.tasks import Example
+    texts = transfer_file.read_text().splitlines()[:8]
+    batch = encode_examples([Example(str(i), t, None, None) for i, t in enumerate(texts)],
+                            tokenizer, 32)
+    batch["has_label"] = np.zeros(8, np.float32)
+    den = task.denominators(batch)
+
+    def loss_of(student_params, frozen):
+        return task.loss(student_params, frozen, batch, None, den)[0]
+
+    grads, teacher_grads = jax.grad(loss_of, argnums=(0, 1))(params, task.frozen)
+    for name, g in flatten(grads).items():
+        if "pooler" in name or "classifier" in name and "logits" not in name:
+            continue
+        assert np.any(np.asarray(g) != 0), f"no gradient reaches {name}"
+    assert flatten(grads["projections"])
+    # the teacher sits under stop_gradient: its gradients are exactly zero
+    assert all(not np.any(np.asarray(g)) for g in flatten(teacher_grads).values())
+
+
+def test_cache_equals_live_teacher(tmp_path, teacher_dir, transfer_file):
+    terms = [dict(feature="logits", loss="soft_ce", weight=1.0, temperature=1.0, t_squared=False)]
+    live = kd.run(make_config(teacher_dir, transfer_file, terms, **{"distill.held_out": 0}),
+                  tmp_path / "live")
+    cache = tmp_path / "cache.npz"
+    cached = kd.run(make_config(teacher_dir, transfer_file, terms,
+                                **{"distill.held_out": 0, "distill.cache": str(cache)}),
+                    tmp_path / "cached")
+    assert cache.exists() and live["steps"] == cached["steps"] == 6
+    a = [r["loss"] for r in metrics_rows(tmp_path / "live") if "loss" in r]
+    b = [r["loss"] for r in metrics_rows(tmp_path / "cached") if "loss" in r]
+    np.testing.assert_allclose(b, a, atol=1e-5, rtol=0)
+    # a cache made for other data is refused
+    other = tmp_path / "other.txt"
+    other.write_text("a different transfer set\nwith other sentences\n" * 20)
+    with pytest.raises(ValueError, match="fingerprint mismatch"):
+        kd.run(make_config(teacher_dir, other, terms,
+                           **{"distill.held_out": 0, "distill.cache": str(cache)}),
+               tmp_path / "refused")
+
+
+def test_layer_maps():
+    assert kd.layer_pairs("uniform", 12, 4, "hidden") == [(0, 0), (3, 1), (6, 2), (9, 3), (12, 4)]
+    assert kd.layer_pairs("uniform", 6, 2, "attention_probs") == [(3, 1), (6, 2)]
+    assert kd.layer_pairs("last", 6, 2, "attention_probs") == [(6, 2)]
+    assert kd.layer_pairs("skip", 12, 6, "hidden") == [(2, 1), (4, 2), (6, 3), (8, 4), (10, 5), (12, 6)]
+    assert kd.layer_pairs([[0, 0], [5, 2]], 6, 2, "hidden") == [(0, 0), (5, 2)]
+    with pytest.raises(ValueError, match="not a multiple"):
+        kd.layer_pairs("uniform", 6, 4, "hidden")
+    with pytest.raises(ValueError, match=r"layer pair \(teacher 7, student 1\).*out of range"):
+        kd.layer_pairs([[7, 1]], 6, 2, "hidden")
+    with pytest.raises(ValueError, match="'skip' needs teacher depth = 2"):
+        kd.layer_pairs("skip", 6, 2, "hidden")
+
+
+def test_bad_terms_are_refused(teacher_dir, transfer_file, tmp_path):
+    bad = [dict(feature="attention_probs", loss="mse", weight=1.0)]
+    with pytest.raises(ValueError, match=r"loss 'mse' does not apply to attention_probs"):
+        kd.run(make_config(teacher_dir, transfer_file, bad), tmp_path / "a")
+    heads = [dict(feature="attention_probs", loss="kl", weight=1.0, layers="last")]
+    config = make_config(teacher_dir, transfer_file, heads,
+                         **{"model.overrides": dict(STUDENT, num_attention_heads=2)})
+    with pytest.raises(ValueError, match="needs equal head counts; teacher has 4, student 2"):
+        kd.run(config, tmp_path / "b")
+
+
+def test_student_truncated_from_teacher(teacher_dir):
+    teacher, params, _ = from_pretrained(teacher_dir, tokenizer=False)
+    student_cfg = teacher.config.replace(num_hidden_layers=2)
+    every = kd.truncated_from_teacher(params, teacher.config, student_cfg, "every_other")
+    np.testing.assert_array_equal(every["backbone"]["layer_0"]["output"]["kernel"],
+                                  params["backbone"]["layer_1"]["output"]["kernel"])
+    np.testing.assert_array_equal(every["backbone"]["layer_1"]["output"]["kernel"],
+                                  params["backbone"]["layer_3"]["output"]["kernel"])
+    assert "layer_2" not in every["backbone"]
+    first = kd.truncated_from_teacher(params, teacher.config, student_cfg, "first")
+    np.testing.assert_array_equal(first["backbone"]["layer_1"]["output"]["kernel"],
+                                  params["backbone"]["layer_1"]["output"]["kernel"])
+    with pytest.raises(ValueError, match="needs equal widths"):
+        kd.truncated_from_teacher(params, teacher.config, student_cfg.replace(hidden_size=32,
+                                                                               intermediate_size=64), "first")
+
+
+@pytest.mark.slow
+def test_sentence_embedding_distillation_from_real_teacher(tmp_path, minilm_dir, vader_dir):
+    """all-MiniLM-L6-v2 → BERT-Tiny on the real VADER transfer text: held-out cosine rises."""
+    config = make_config(minilm_dir, "vader", [dict(feature="embedding", loss="cosine",
+                                                    weight=1.0, pooling="mean")],
+                         **{"data.vader_dir": str(vader_dir), "data.max_seq_length": 64,
+                            "data.buckets": (32, 64), "trainer.batch_size": 32,
+                            "trainer.num_steps": 400, "trainer.eval_every": 200,
+                            "distill.held_out": 512, "model.overrides": {}})
+    kd.run(config, tmp_path / "emb")
+    evals = [r["eval_embedding_cosine"] for r in metrics_rows(tmp_path / "emb")
+             if "eval_embedding_cosine" in r]
+    print("held-out student–teacher cosine by eval:", evals)
+    assert evals[-1] >= 0.8 and evals[-1] > evals[0]

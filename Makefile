@@ -24,7 +24,7 @@ test-fast: install assets
 	$(PY) -m pytest -q -m "not slow" tests
 
 demo: install assets
-	$(VENV)/bin/flaxbert demo --model $(FLAXBERT_ASSETS)/all-MiniLM-L6-v2 --data $(FLAXBERT_ASSETS)/vader
+	$(VENV)/bin/distill recipe --config experiments/recipe.py:demo --workdir runs/demo
 
 bench: install assets
 	$(PY) benchmarks/run.py

@@ -36,12 +36,15 @@ def main(argv: list[str] | None = None) -> None:
 
     flags_ = flags.FlagValues()
     config_flags.DEFINE_config_file("config", None, "experiment config file", flag_values=flags_,
-                                    lock_config=True)
+                                    lock_config=True, sys_argv=argv)
     flags.DEFINE_string("workdir", None, "run folder (re-running resumes)", flag_values=flags_)
     try:
         flags_(argv)
-    except flags.Error as e:  # unknown field, bad value, missing file: name it, no traceback
+    except flags.Error as e:  # bad value, missing file: name it, no traceback
         raise SystemExit(f"distill {program}: {e}") from None
+    except (AttributeError, KeyError) as e:  # an override of a field the config does not have
+        message = str(e).strip("'\"").replace("\\'", "'").replace("\\n", " ")
+        raise SystemExit(f"distill {program}: unknown config field {message}") from None
     if flags_.config is None or flags_.workdir is None:
         raise SystemExit(f"distill {program}: --config and --workdir are required\n{USAGE}")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

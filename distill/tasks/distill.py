@@ -38,7 +38,7 @@ from distill import metrics as glue
 from distill.data import tasks as task_data
 from distill.data.features import encode_examples, eval_batches, num_examples, train_batches
 from distill.tasks.common import ModelSpec, box, plot_curves, prepare_workdir, write_json
-from distill.tasks.finetune import derive_num_steps, load_splits
+from distill.tasks.finetune import derive_num_steps, dev_splits, load_splits
 from distill.trainer import Trainer
 from flaxbert.params import flatten, logical_axes, unflatten
 from flaxbert.pretrained import from_pretrained, save_pretrained
@@ -389,15 +389,19 @@ def run(config, workdir: str | Path) -> dict:
     dev = {split: encode_examples(splits[split], tokenizer, config.data.max_seq_length)
            for split in ("dev", "test") if split in splits}
 
+    metric_task = dev_splits(spec_task, splits)[0][1] if spec_task else None
+
+    def accuracy(params, split):
+        outs = trainer.predict(params, eval_batches(dev[split], bs), task.predict)
+        preds = np.concatenate([o["logits"][o["example_weight"] > 0] for o in outs]).argmax(-1)
+        return glue.glue_metrics(metric_task, preds, dev[split]["label"])
+
     def evaluate(state):
         results = {}
         if held_out is not None and not use_cache:
             results.update(trainer.evaluate(state.params, eval_batches(held_out, bs)))
         if "dev" in dev and teacher_heads:
-            outs = trainer.predict(state.params, eval_batches(dev["dev"], bs), task.predict)
-            preds = np.concatenate([o["logits"][o["example_weight"] > 0] for o in outs]).argmax(-1)
-            results.update({f"dev_{k}": v for k, v in
-                            glue.glue_metrics("sentiment", preds, dev["dev"]["label"]).items()})
+            results.update({f"dev_{k}": v for k, v in accuracy(state.params, "dev").items()})
         return results
 
     train = train_batches(features, bs // jax.process_count(), seed=config.trainer.seed,
@@ -406,6 +410,8 @@ def run(config, workdir: str | Path) -> dict:
     result = {"steps": int(state.step), "final": trainer.last_eval,
               "student_parameters": int(sum(np.prod(x.shape) for x in
                                             jax.tree_util.tree_leaves(state.params["student"])))}
+    if teacher_heads:  # the distilled classifier on the labelled task, as it stands
+        result.update({split: accuracy(state.params, split) for split in dev})
     if jax.process_index() == 0:
         save_pretrained(workdir / "export", student.model, jax.device_get(state.params["student"]),
                         tokenizer)

@@ -1,0 +1,78 @@
+"""Every experiment config builds and runs a step at a tiny size through the `distill` CLI."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from distill.cli import main
+from flaxbert import Model, init_params
+from flaxbert.configs import BertConfig
+from flaxbert.pretrained import save_pretrained
+from flaxbert.tokenization import load_tokenizer
+
+EXPERIMENTS = Path(__file__).parents[1] / "experiments"
+SMALL = "{'hidden_size': 32, 'num_hidden_layers': 2, 'num_attention_heads': 2, 'intermediate_size': 64}"
+ONE_STEP = ["--config.trainer.num_steps=1", "--config.trainer.batch_size=8"]
+
+
+@pytest.fixture(scope="module")
+def small_teacher(tmp_path_factory, minilm_dir):
+    path = tmp_path_factory.mktemp("teacher")
+    model = Model(BertConfig(vocab_size=30522, hidden_size=48, num_hidden_layers=2,
+                             num_attention_heads=4, intermediate_size=96), heads=("classifier",))
+    save_pretrained(path, model, init_params(model, 0), load_tokenizer(minilm_dir / "vocab.txt"))
+    return path
+
+
+def distill_cli(program, config, workdir, *overrides):
+    main(["distill", program, f"--config={EXPERIMENTS / config}", f"--workdir={workdir}", *overrides])
+    return json.loads((Path(workdir) / "result.json").read_text())
+
+
+def test_pretrain_config(tmp_path):
+    result = distill_cli("pretrain", "pretrain.py:tiny", tmp_path, *ONE_STEP,
+                         f"--config.model.overrides={SMALL}", "--config.data.max_seq_length=32",
+                         "--config.data.dupe_factor=1")
+    assert result["steps"] == 1 and 0.0 <= result["eval_mlm_accuracy"] <= 1.0
+    assert (tmp_path / "export" / "model.safetensors").exists()
+    assert (tmp_path / "curves.png").exists()
+
+
+def test_finetune_config(tmp_path):
+    result = distill_cli("finetune", "finetune.py:sentiment", tmp_path, *ONE_STEP,
+                         "--config.model.name=tiny", f"--config.model.overrides={SMALL}")
+    assert result["steps"] == 1 and set(result["dev"]) == {"acc"} and "acc" in result["test"]
+
+
+@pytest.mark.parametrize("variant", ["task", "embedding", "tinybert"])
+def test_distill_configs(tmp_path, small_teacher, variant):
+    result = distill_cli("distill", f"distill.py:{variant}", tmp_path, *ONE_STEP,
+                         f"--config.teacher.name={small_teacher}",
+                         f"--config.model.overrides={SMALL}", "--config.distill.held_out=16")
+    assert result["steps"] == 1
+
+
+def test_recipe_config(tmp_path, small_teacher):
+    steps = [f"--config.{stage}.trainer.num_steps=1" for stage in
+             ("teacher_finetune", "student_finetune", "pretrain", "distill")]
+    main(["distill", "recipe", f"--config={EXPERIMENTS / 'recipe.py:demo'}",
+          f"--workdir={tmp_path}", *steps,
+          f"--config.teacher_finetune.model.name={small_teacher}",
+          f"--config.pretrain.model.overrides={SMALL}"])
+    table = json.loads((tmp_path / "results.json").read_text())["table"]
+    assert {row["method"] for row in table} == {"teacher", "scratch", "pt_ft", "kd", "pd"}
+    assert (tmp_path / "results.md").read_text().startswith("| method |")
+    assert (tmp_path / "results.png").exists()
+
+
+def test_config_typo_is_a_clear_error(tmp_path, capsys):
+    with pytest.raises(SystemExit, match="trainer.num_stepz"):
+        main(["distill", "pretrain", f"--config={EXPERIMENTS / 'pretrain.py:tiny'}",
+              f"--workdir={tmp_path}", "--config.trainer.num_stepz=3"])
+
+
+def test_unknown_preset_is_a_clear_error(tmp_path):
+    with pytest.raises(SystemExit, match="unknown model preset 'tinyy'"):
+        main(["distill", "finetune", f"--config={EXPERIMENTS / 'finetune.py:sentiment'}",
+              f"--workdir={tmp_path}", "--config.model.name=tinyy"])

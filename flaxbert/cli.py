@@ -3,6 +3,7 @@
     flaxbert info MODEL_DIR
     flaxbert embed --model MODEL_DIR --input texts.txt [--output out.npy] [--pooling mean]
     flaxbert convert SRC DST --to {hf,orbax} [--config PRESET_OR_JSON]
+    flaxbert vocab train --input vader:DIR --out DIR [--kind sentencepiece --vocab-size 8000]
 """
 
 from __future__ import annotations
@@ -90,6 +91,20 @@ def _convert(args) -> None:
     print(f"converted {args.src} → {args.dst} ({args.to})")
 
 
+def _vocab_train(args) -> None:
+    from distill.data.sources import read_documents
+    from flaxbert.tokenization import train_sentencepiece, train_wordpiece
+
+    sentences = [s for doc in read_documents(args.input) for s in doc]
+    if args.kind == "wordpiece":
+        tok = train_wordpiece(sentences, args.vocab_size, args.out, lowercase=not args.cased)
+    else:
+        tok = train_sentencepiece(sentences, args.vocab_size, args.out, model_type=args.model_type,
+                                  lowercase=not args.cased)
+    print(f"trained a {args.kind} vocabulary of {tok.vocab_size} tokens on {len(sentences)} "
+          f"sentences into {args.out}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="flaxbert", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -110,6 +125,16 @@ def main(argv: list[str] | None = None) -> None:
     conv.add_argument("--to", choices=("hf", "orbax"), default="hf")
     conv.add_argument("--config", help="preset name or config JSON (TF Hub v1 modules need it)")
     conv.set_defaults(run=_convert)
+    vocab = sub.add_parser("vocab", help="vocabularies").add_subparsers(dest="action", required=True)
+    train = vocab.add_parser("train", help="train a WordPiece vocab or a SentencePiece model")
+    train.add_argument("--input", required=True,
+                       help="a text source spec: text:PATH, jsonl:PATH, vader:PATH, tfds:NAME")
+    train.add_argument("--out", required=True)
+    train.add_argument("--kind", choices=("wordpiece", "sentencepiece"), default="wordpiece")
+    train.add_argument("--vocab-size", type=int, default=30522)
+    train.add_argument("--model-type", choices=("unigram", "bpe"), default="unigram")
+    train.add_argument("--cased", action="store_true")
+    train.set_defaults(run=_vocab_train)
     args = parser.parse_args(argv)
     try:
         args.run(args)

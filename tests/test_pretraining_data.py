@@ -485,3 +485,28 @@ def test_real_whole_word_masking(vader_dir, real_tokenizer, movie_sentences):
                 assert chosen[word == w_id].all()
                 n_multi += (word == w_id).sum() > 1
     assert n_multi > 20
+
+
+def test_sentencepiece_vocab_drives_a_pretraining_run(tmp_path, vader_dir):
+    """`flaxbert vocab train` on the real sentences, then a short pre-training run on it."""
+
+
+    from distill.cli import main as distill_main
+    from flaxbert.cli import main as flaxbert_main
+    from flaxbert.tokenization import load_tokenizer
+
+    source = f"vader:{vader_dir / 'tweets_GroundTruth.txt'}"
+    flaxbert_main(["vocab", "train", "--input", source, "--out", str(tmp_path / "spm"),
+                   "--kind", "sentencepiece", "--vocab-size", "2000"])
+    tok = load_tokenizer(tmp_path / "spm")
+    assert tok.vocab_size == 2000
+    experiments = Path(__file__).parents[1] / "experiments"
+    distill_main(["distill", "pretrain", f"--config={experiments / 'pretrain.py:tiny'}",
+                  f"--workdir={tmp_path / 'run'}", f"--config.data.vocab={tmp_path / 'spm'}",
+                  f"--config.data.train={source}", f"--config.data.eval={source}",
+                  "--config.data.max_seq_length=32", "--config.data.dupe_factor=1",
+                  "--config.trainer.num_steps=3", "--config.trainer.batch_size=8"])
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert result["steps"] == 3
+    exported = json.loads((tmp_path / "run" / "export" / "config.json").read_text())
+    assert exported["vocab_size"] == 2000 and (tmp_path / "run" / "export" / "spiece.model").exists()

@@ -81,3 +81,50 @@ def test_exact_resume_after_sigkill(tmp_path):
     b = np.load(workdir / "final_params.npz")
     for name in a.files:
         np.testing.assert_array_equal(b[name], a[name], err_msg=name)
+
+
+def _tiny_trainer(tmp_path, **trainer):
+    import ml_collections
+
+    from distill import defaults
+    from distill.tasks.common import ModelSpec
+    from distill.tasks.pretrain import MaskedLMTask
+    from distill.trainer import Trainer
+
+    cfg = ml_collections.ConfigDict()
+    cfg.model = defaults.model("tiny", overrides={"vocab_size": 256, "max_position_embeddings": 64,
+                                                  "num_hidden_layers": 1})
+    cfg.trainer = defaults.trainer(**{"num_steps": 6, "log_every": 1, "checkpoint_every": 2,
+                                      "batch_size": 8, **trainer})
+    cfg.optimizer = defaults.optimizer(lr=1e-3)
+    cfg.mesh = defaults.mesh()
+    return Trainer(MaskedLMTask(ModelSpec(cfg.model, ("mlm",)), nsp=False), cfg, tmp_path)
+
+
+def test_batch_not_divisible_by_data_parallel_size_is_refused(tmp_path):
+    with pytest.raises(ValueError, match=r"batch_size=10 must be divisible by the data-parallel "
+                                         r"size × grad_accum_steps = 1 × 4"):
+        _tiny_trainer(tmp_path, batch_size=10, grad_accum_steps=4)
+
+
+def test_nan_loss_stops_with_the_step_named_and_keeps_the_last_good_checkpoint(tmp_path):
+    sys.path.insert(0, str(WORKER.parent))
+    from train_worker import VOCAB, corpus
+
+    from distill.data.pretraining import make_pretraining_dataset
+
+    trainer = _tiny_trainer(tmp_path)
+    data = iter(make_pretraining_dataset(corpus(), VOCAB, batch_size=8, max_seq_length=32,
+                                         max_predictions_per_seq=5, nsp=False))
+
+    def poisoned():
+        for step, batch in enumerate(data):
+            if step == 3:  # the 4th batch yields a NaN loss (its weights are NaN)
+                batch = dict(batch, masked_lm_weights=batch["masked_lm_weights"] * np.nan)
+            yield batch
+
+    from distill.trainer import TrainingDiverged
+    with pytest.raises(TrainingDiverged, match=r"loss became nan at step 4; the last good "
+                                               r"checkpoint \(step 2\)"):
+        trainer.fit(poisoned())
+    assert trainer.checkpoints.latest_step() == 2

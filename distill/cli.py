@@ -19,6 +19,7 @@ PROGRAMS = {
     "finetune": "distill.tasks.finetune",
     "distill": "distill.tasks.distill",
     "recipe": "distill.tasks.recipe",
+    "sweep": "distill.tasks.sweep",
 }
 
 USAGE = f"usage: distill {{{','.join(PROGRAMS)}}} --config FILE.py[:ARG] --workdir DIR [--config.FIELD=VALUE ...]"

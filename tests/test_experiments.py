@@ -76,3 +76,17 @@ def test_unknown_preset_is_a_clear_error(tmp_path):
     with pytest.raises(SystemExit, match="unknown model preset 'tinyy'"):
         main(["distill", "finetune", f"--config={EXPERIMENTS / 'finetune.py:sentiment'}",
               f"--workdir={tmp_path}", "--config.model.name=tinyy"])
+
+
+def test_sweep_2x2x2_writes_a_table_with_mean_and_std(tmp_path):
+    main(["distill", "sweep", f"--config={EXPERIMENTS / 'sweep_finetune.py:sentiment,small'}",
+          f"--workdir={tmp_path}", "--config.finetune.trainer.num_steps=2",
+          f"--config.finetune.model.overrides={SMALL}"])
+    summary = json.loads((tmp_path / "sweep.json").read_text())
+    assert len(summary["cells"]) == 4 and all(len(c["dev"]) == 2 for c in summary["cells"])
+    for cell in summary["cells"]:
+        assert cell["dev_mean"] == pytest.approx(sum(cell["dev"]) / 2)
+    assert summary["best"]["dev_mean"] == max(c["dev_mean"] for c in summary["cells"])
+    table = (tmp_path / "sweep.md").read_text()
+    assert table.count("±") >= 8 and "best on dev" in table
+    assert len(list(tmp_path.glob("lr*_bs*_seed*"))) == 8

@@ -11,11 +11,13 @@ A task provides:
     init_params(rng) -> boxed params       trainable parameters, with logical axis names
     frozen / frozen_axes                   arrays that are used but never trained (a teacher),
                                            and their logical PartitionSpecs (may be None / {})
-    denominators(batch) -> dict            data-only normalisers over the *global* batch
+    denominators(batch) -> dict            data-only normalisers over the *global* batch (the
+                                           trainer adds the current `step`)
     loss(params, frozen, batch, rng, den)  -> (loss, metrics); both already divided by `den`, so
                                            sums over micro-batches equal the full-batch values
     eval_metrics(params, frozen, batch)    -> {name: (sum, count)}
     trainable_mask(params) (optional)      pytree of bools; False leaves are frozen
+    update_mask(step, params) (optional)   pytree of 0/1 multiplying this step's updates
 
 The step is pure: `state, metrics = step(state, frozen, batch)`, jitted once with in/out shardings.
 """
@@ -72,7 +74,7 @@ def make_train_step(task, tx: optax.GradientTransformation, schedule, grad_accum
 
     def step(state: TrainState, frozen, batch):
         rng, step_rng = jax.random.split(state.rng)
-        den = task.denominators(batch)
+        den = {**task.denominators(batch), "step": state.step}
         grad_fn = jax.value_and_grad(task.loss, has_aux=True)
         if grad_accum == 1:
             (loss, metrics), grads = grad_fn(state.params, frozen, batch, step_rng, den)
@@ -93,6 +95,9 @@ def make_train_step(task, tx: optax.GradientTransformation, schedule, grad_accum
             (grads, metrics), _ = jax.lax.scan(micro, zeros,
                                                (jnp.arange(grad_accum), micro_batches))
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        if hasattr(task, "update_mask"):  # e.g. progressive transfer: one layer per stage
+            updates = jax.tree_util.tree_map(jnp.multiply, updates,
+                                             task.update_mask(state.step, state.params))
         params = optax.apply_updates(state.params, updates)
         metrics = {**metrics, "grad_norm": optax.global_norm(grads),
                    "learning_rate": schedule(state.step)}

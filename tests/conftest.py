@@ -5,6 +5,11 @@ from pathlib import Path
 
 import pytest
 
+# Many tests compile the same small programs; a persistent compilation cache shares them
+# across tests and subprocesses (workers inherit the environment).
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path.home() / ".cache/flaxbert/jax"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+
 ASSETS = Path(os.environ.get("FLAXBERT_ASSETS", Path.home() / ".cache/flaxbert/assets"))
 
 

@@ -217,3 +217,68 @@ def test_sentence_embedding_distillation_from_real_teacher(tmp_path, minilm_dir,
              if "eval_embedding_cosine" in r]
     print("held-out student–teacher cosine by eval:", evals)
     assert evals[-1] >= 0.8 and evals[-1] > evals[0]
+
+
+def _progressive_run(tmp_path, teacher_dir, transfer_file, num_steps):
+    from distill.data.features import encode_examples, train_batches
+    from distill.data.tasks import Example
+    from distill.trainer import Trainer
+
+    terms = [dict(feature="hidden", loss="feature_map", weight=1.0, layers=[[2, 1], [4, 2]])]
+    config = make_config(teacher_dir, transfer_file, terms,
+                         **{"distill.progressive_steps": 3, "trainer.num_steps": num_steps,
+                            "trainer.checkpoint_every": 2, "optimizer.schedule": "constant"})
+    teacher, teacher_params, tokenizer = from_pretrained(teacher_dir)
+    task = kd.DistillTask(config, kd.ModelSpec(config.model, (), vocab_size=30522), teacher,
+                          teacher_params)
+    texts = transfer_file.read_text().splitlines()[:64]
+    features = encode_examples([Example(str(i), t, None, None) for i, t in enumerate(texts)],
+                               tokenizer, 32)
+    trainer = Trainer(task, config, tmp_path)
+    return trainer, trainer.fit(train_batches(features, 8, seed=0, buckets=(32,)))
+
+
+def crash_after_batches(monkeypatch, n):
+    """Makes the trainer die when it takes batch n + 1, like a killed job."""
+    import distill.trainer
+
+    original, calls = distill.trainer.place_batch, []
+
+    def place(batch, sharding):
+        calls.append(1)
+        if len(calls) > n:
+            raise RuntimeError("killed")
+        return original(batch, sharding)
+
+    monkeypatch.setattr(distill.trainer, "place_batch", place)
+
+
+def test_progressive_transfer_trains_one_layer_per_stage(tmp_path, teacher_dir, transfer_file):
+    """Stage 0 = steps 1-3 trains layer 0 only; stage 1 = steps 4-6 trains layer 1 only."""
+    trainer, stage0 = _progressive_run(tmp_path / "three", teacher_dir, transfer_file, 3)
+    start = flatten(jax.device_get(trainer.initial_state().params))
+    after0 = flatten(jax.device_get(stage0.params))
+    changed = {name for name in start if np.any(after0[name] != start[name])}
+    assert any(n.startswith("student/backbone/layer_0/") for n in changed)
+    assert any(n.startswith("projections/") for n in changed)
+    assert not any(n.startswith(("student/backbone/layer_1/", "student/backbone/embeddings"))
+                   for n in changed), sorted(changed)
+    _, stage1 = _progressive_run(tmp_path / "six", teacher_dir, transfer_file, 6)
+    after1 = flatten(jax.device_get(stage1.params))
+    for name in start:
+        if name.startswith(("student/backbone/layer_0/", "student/backbone/embeddings")):
+            np.testing.assert_array_equal(after1[name], after0[name], err_msg=name)
+    assert any(np.any(after1[n] != start[n]) for n in start
+               if n.startswith("student/backbone/layer_1/"))
+
+
+def test_progressive_transfer_survives_a_resume_mid_stage(tmp_path, teacher_dir, transfer_file,
+                                                         monkeypatch):
+    _, straight = _progressive_run(tmp_path / "straight", teacher_dir, transfer_file, 6)
+    with monkeypatch.context() as patch, pytest.raises(RuntimeError, match="killed"):
+        crash_after_batches(patch, 5)  # dies in stage 1; the last checkpoint is step 4
+        _progressive_run(tmp_path / "resumed", teacher_dir, transfer_file, 6)
+    _, resumed = _progressive_run(tmp_path / "resumed", teacher_dir, transfer_file, 6)
+    a, b = flatten(jax.device_get(straight.params)), flatten(jax.device_get(resumed.params))
+    for name in a:
+        np.testing.assert_array_equal(b[name], a[name], err_msg=name)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from distill.tasks import finetune
-from flaxbert.params import flatten
+from test_distill import crash_after_batches
 
 SMALL = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
 
@@ -30,18 +30,6 @@ def config(**changes):
     return cfg
 
 
-class Crash(RuntimeError):
-    pass
-
-
-def crashing(iterator, after: int):
-    """Yields `after` batches, then fails like a killed job (checkpoints stay behind)."""
-    for i, batch in enumerate(iterator):
-        if i == after:
-            raise Crash(f"crashed after {after} batches")
-        yield batch
-
-
 def losses(workdir):
     rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     return {r["step"]: r["loss"] for r in rows if "loss" in r}
@@ -49,12 +37,9 @@ def losses(workdir):
 
 def test_interrupted_finetune_resumes_exactly(tmp_path, monkeypatch):
     straight = finetune.run(config(), tmp_path / "straight")
-    original = finetune.train_batches
-    monkeypatch.setattr(finetune, "train_batches",
-                        lambda *a, **k: crashing(original(*a, **k), after=7))
-    with pytest.raises(Crash):
+    with monkeypatch.context() as patch, pytest.raises(RuntimeError, match="killed"):
+        crash_after_batches(patch, 7)  # the last checkpoint is step 4
         finetune.run(config(), tmp_path / "resumed")
-    monkeypatch.setattr(finetune, "train_batches", original)
     resumed = finetune.run(config(), tmp_path / "resumed")
     a, b = losses(tmp_path / "straight"), losses(tmp_path / "resumed")
     assert sorted(a) == sorted(b) == list(range(1, 13))

@@ -140,6 +140,12 @@ class DistillTask:
                                  f"has {t_cfg.num_attention_heads}, student {s_cfg.num_attention_heads}")
             if feature in ("hidden", "embedding") and s_cfg.hidden_size != t_cfg.hidden_size:
                 self.projections[term["name"]] = (s_cfg.hidden_size, t_cfg.hidden_size)
+        # Progressive knowledge transfer (MobileBERT): stage k trains student layer k only, on
+        # its layer pairs, for `progressive_steps` steps; the other parameters stay fixed unless
+        # `progressive_train_others` (the projections always train).
+        self.progressive = int(config.distill.get("progressive_steps", 0) or 0)
+        self.train_others = bool(config.distill.get("progressive_train_others", False))
+        self.num_student_layers = s_cfg.num_hidden_layers
         self.needs_attention = any(t["feature"] in LAYERED[1:] for t in self.terms)
         self.alpha = float(config.distill.alpha)
         self.frozen = {"teacher": teacher_params} if teacher_params is not None else {}
@@ -168,6 +174,24 @@ class DistillTask:
             params["projections"] = self._init_projections(p_rng)
         return params
 
+    def stage(self, step):
+        return jnp.minimum(step // max(self.progressive, 1), self.num_student_layers - 1)
+
+    def update_mask(self, step, params):
+        if not self.progressive:
+            return jax.tree_util.tree_map(jnp.ones_like, params)
+        stage = self.stage(step)
+
+        def mask(path, x):
+            keys = [getattr(k, "key", str(k)) for k in path]
+            if keys[0] == "projections":
+                return jnp.ones_like(x)
+            if len(keys) > 2 and keys[1] == "backbone" and keys[2].startswith("layer_"):
+                return jnp.full_like(x, int(keys[2][len("layer_"):]) == stage)
+            return jnp.full_like(x, self.train_others)
+
+        return jax.tree_util.tree_map_with_path(mask, params)
+
     # forward passes
     def _apply(self, model, params, batch, rng=None):
         return model.apply({"params": params}, batch["input_word_ids"], batch["input_mask"],
@@ -187,7 +211,7 @@ class DistillTask:
         p = params["projections"][name]
         return x @ p["kernel"].astype(x.dtype) + p["bias"].astype(x.dtype)
 
-    def term_losses(self, params, s_out, t_out, batch) -> dict[str, jax.Array]:
+    def term_losses(self, params, s_out, t_out, batch, step=0) -> dict[str, jax.Array]:
         """Each term's value (a mean over its valid elements) on one batch."""
         mask = batch["input_mask"]
         w = batch["example_weight"]
@@ -214,7 +238,8 @@ class DistillTask:
                 s_layers = features_of(s_out, feature, mask)
                 t_layers = features_of(t_out, feature, mask)
                 values = []
-                for t_i, s_i in term["pairs"]:
+                pairs = term["pairs"]
+                for t_i, s_i in pairs:
                     s, t = s_layers[s_i], t_layers[t_i]
                     if feature == "hidden":
                         s = self.project(params, name, s)
@@ -225,7 +250,11 @@ class DistillTask:
                               "attention_probs": losses.attention_kl,
                               "value_relation": losses.minilm_value_relation_kl}[feature]
                     values.append(fn(s, t, mask))
-                value = sum(values) / len(values)
+                if self.progressive:  # only the pair of the layer this stage trains
+                    current = self.stage(step) + 1
+                    value = sum(v * (s_i == current) for v, (_, s_i) in zip(values, pairs))
+                else:
+                    value = sum(values) / len(values)
             out[name] = value
         return out
 
@@ -235,7 +264,7 @@ class DistillTask:
     def loss(self, params, frozen, batch, rng, den):
         s_out = self._apply(self.student.model, params["student"], batch, rng)
         t_out = self.teacher_outputs(frozen, batch)
-        terms = self.term_losses(params, s_out, t_out, batch)
+        terms = self.term_losses(params, s_out, t_out, batch, den["step"])
         # Terms are means over the micro-batch; weighting by its share of the global batch
         # makes the sum over micro-batches the full-batch value.
         share = batch["example_weight"].sum() / den["examples"]

@@ -282,3 +282,14 @@ def test_progressive_transfer_survives_a_resume_mid_stage(tmp_path, teacher_dir,
     a, b = flatten(jax.device_get(straight.params)), flatten(jax.device_get(resumed.params))
     for name in a:
         np.testing.assert_array_equal(b[name], a[name], err_msg=name)
+
+
+@pytest.mark.slow
+def test_sharded_distillation_matches_single_device(tmp_path):
+    from test_trainer import losses, run_worker
+
+    single = run_worker(tmp_path / "single", "--steps", "10", "--dropout", "0", "--distill")
+    sharded = run_worker(tmp_path / "sharded", "--steps", "10", "--dropout", "0", "--distill",
+                         "--mesh", "data=2,fsdp=4", devices=8)
+    assert sharded["devices"] == 8 and sharded["kernel_shard_shape"] == [32, 512]
+    np.testing.assert_allclose(losses(sharded), losses(single), atol=1e-4, rtol=0)

@@ -40,6 +40,21 @@ def config(args) -> ml_collections.ConfigDict:
     return cfg
 
 
+def distill_task(cfg):
+    """Teacher: a random 4-layer, 256-wide BERT with an MLM head; student: cfg.model."""
+    from flaxbert import Model, init_params
+    from distill.tasks.distill import DistillTask
+
+    teacher_cfg = ModelSpec(cfg.model, ()).config.replace(num_hidden_layers=4, hidden_size=256,
+                                                          intermediate_size=512)
+    teacher = Model(teacher_cfg, heads=("mlm",))
+    cfg.distill = ml_collections.ConfigDict(dict(alpha=1.0, terms=[
+        dict(feature="mlm_logits", loss="soft_ce", weight=1.0, temperature=2.0),
+        dict(feature="hidden", loss="mse", weight=1.0, layers="uniform"),
+        dict(feature="attention_probs", loss="kl", weight=1.0, layers="uniform")]))
+    return DistillTask(cfg, ModelSpec(cfg.model, ("mlm",)), teacher, init_params(teacher, 11))
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("workdir")
@@ -49,14 +64,22 @@ def main():
     parser.add_argument("--checkpoint-every", type=int, default=1000)
     parser.add_argument("--mesh", default="data=1")
     parser.add_argument("--dropout", type=float, default=0.1)
+    parser.add_argument("--distill", action="store_true",
+                        help="distil a 4-layer teacher into the model (hidden, attention, MLM terms)")
     args = parser.parse_args()
     cfg = config(args)
     data = make_pretraining_dataset(corpus(), VOCAB, batch_size=args.batch_size, max_seq_length=32,
                                     max_predictions_per_seq=5, nsp=True, seed=7)
-    trainer = Trainer(MaskedLMTask(ModelSpec(cfg.model, ("mlm", "nsp")), nsp=True), cfg, args.workdir)
+    if args.distill:
+        task = distill_task(cfg)
+        data = ({**b, "example_weight": np.ones(len(b["input_word_ids"]), np.float32)} for b in data)
+    else:
+        task = MaskedLMTask(ModelSpec(cfg.model, ("mlm", "nsp")), nsp=True)
+    trainer = Trainer(task, cfg, args.workdir)
     state = trainer.fit(iter(data))
     params = jax.device_get(state.params)
-    layer = state.params["backbone"]["layer_0"]["intermediate"]["kernel"]
+    student = state.params["student"] if args.distill else state.params
+    layer = student["backbone"]["layer_0"]["intermediate"]["kernel"]
     print(json.dumps({
         "losses": {r["step"]: r["loss"] for r in read_metrics(args.workdir) if "loss" in r},
         "param_checksum": float(sum(np.abs(v).sum() for v in flatten(params).values())),

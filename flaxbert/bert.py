@@ -131,6 +131,7 @@ class SelfAttention(nn.Module):
     head_dim: int
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
+    mask_value: float | None = None  # None: padded keys get -inf-like logits; else added (TF −6)
 
     @nn.compact
     def __call__(self, query_input, key_input, value_input, mask, deterministic: bool,
@@ -142,10 +143,13 @@ class SelfAttention(nn.Module):
         v = dense(heads, ("embed", "heads", "kv"), cfg, dt, pdt, "value")(value_input)
         dropout_active = not deterministic and cfg.attention_probs_dropout_prob > 0.0
         extras = {}
-        if output_attentions or dropout_active:
+        if output_attentions or dropout_active or self.mask_value is not None:
             logits = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32) / jnp.sqrt(
                 jnp.float32(self.head_dim))
-            logits = jnp.where(mask[:, None, None, :], logits, jnp.finfo(jnp.float32).min)
+            if self.mask_value is None:
+                logits = jnp.where(mask[:, None, None, :], logits, jnp.finfo(jnp.float32).min)
+            else:
+                logits = logits + jnp.where(mask[:, None, None, :], 0.0, self.mask_value)
             probs = jax.nn.softmax(logits, axis=-1)
             dropped = nn.Dropout(cfg.attention_probs_dropout_prob)(probs, deterministic=deterministic)
             context = jnp.einsum("bhqk,bkhd->bqhd", dropped.astype(dt), v)

@@ -69,9 +69,11 @@ class BertConfig:
         for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
                      "intermediate_size", "max_position_embeddings", "type_vocab_size"):
             _check_positive(name, getattr(self, name), source)
-        if self.hidden_size % self.num_attention_heads:
+        if self.true_hidden_size % self.num_attention_heads:
+            width = ("hidden_size" if self.true_hidden_size == self.hidden_size
+                     else "the attention width (intra_bottleneck_size)")
             raise ValueError(
-                f"{source}: hidden_size={self.hidden_size} is not divisible by "
+                f"{source}: {width}={self.true_hidden_size} is not divisible by "
                 f"num_attention_heads={self.num_attention_heads}")
         if self.hidden_act not in ACTIVATIONS:
             raise ValueError(f"{source}: hidden_act={self.hidden_act!r}; expected one of {ACTIVATIONS}")
@@ -84,8 +86,13 @@ class BertConfig:
         return "intra_bottleneck_size" not in data
 
     @property
+    def true_hidden_size(self) -> int:
+        """The width attention runs at (MobileBERT narrows it with bottlenecks)."""
+        return self.hidden_size
+
+    @property
     def head_dim(self) -> int:
-        return self.hidden_size // self.num_attention_heads
+        return self.true_hidden_size // self.num_attention_heads
 
     @property
     def extra_dict(self) -> dict[str, Any]:

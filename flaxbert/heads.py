@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import flax.linen as nn
 
 from flaxbert.bert import BertBackbone, activation, dense, layer_norm
+from flaxbert.mobilebert import MobileBertBackbone
 
 HEADS = ("mlm", "nsp", "classifier", "span")
 
@@ -28,7 +29,7 @@ def backbone_class(config) -> type[nn.Module]:
     return BACKBONES[config.model_type]
 
 
-BACKBONES: dict[str, type[nn.Module]] = {"bert": BertBackbone}
+BACKBONES: dict[str, type[nn.Module]] = {"bert": BertBackbone, "mobilebert": MobileBertBackbone}
 
 
 def gather_positions(sequence, positions):
@@ -50,7 +51,16 @@ class MaskedLMHead(nn.Module):
         bias = self.param("output_bias", nn.with_logical_partitioning(nn.initializers.zeros_init(),
                                                                       ("vocab",)),
                           (cfg.vocab_size,), pdt)
-        return attend(h).astype(jnp.float32) + bias.astype(jnp.float32)
+        # MobileBERT's word embeddings are narrower than the hidden state: the first
+        # embedding_size features meet them, the rest meet `extra_output_weights`.
+        width = getattr(cfg, "embedding_size", cfg.hidden_size)
+        logits = attend(h[..., :width])
+        if width < cfg.hidden_size:
+            extra = self.param("extra_output_weights", nn.with_logical_partitioning(
+                nn.initializers.normal(cfg.initializer_range), ("vocab", "embed")),
+                (cfg.vocab_size, cfg.hidden_size - width), pdt)
+            logits = logits + h[..., width:] @ extra.T.astype(h.dtype)
+        return logits.astype(jnp.float32) + bias.astype(jnp.float32)
 
 
 class Model(nn.Module):

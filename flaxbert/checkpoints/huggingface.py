@@ -41,11 +41,36 @@ HEAD_RULES = [
     (r"classifier", "classifier"),
     (r"span", "qa_outputs"),
 ]
-HF_RULES: dict[str, list[tuple[str, str]]] = {"bert": BERT_RULES + HEAD_RULES}
-BACKBONE_PREFIX = {"bert": "bert."}
+_MB = r"backbone/layer_(\d+)/"
+_MB_HF = r"{bb}encoder.layer.\1."
+MOBILEBERT_RULES = [
+    (r"backbone/embeddings/(word|position|token_type)_embeddings", r"{bb}embeddings.\1_embeddings"),
+    (r"backbone/embeddings/embedding_transformation", "{bb}embeddings.embedding_transformation"),
+    (r"backbone/embeddings/norm", "{bb}embeddings.LayerNorm"),
+    (_MB + r"bottleneck_(input|attention)", _MB_HF + r"bottleneck.\2.dense"),
+    (_MB + r"bottleneck_(input|attention)_norm", _MB_HF + r"bottleneck.\2.LayerNorm"),
+    (_MB + r"attention/(query|key|value)", _MB_HF + r"attention.self.\2"),
+    (_MB + r"attention_output", _MB_HF + "attention.output.dense"),
+    (_MB + r"attention_norm", _MB_HF + "attention.output.LayerNorm"),
+    (_MB + r"ffn_(\d+)_intermediate", _MB_HF + r"ffn.\2.intermediate.dense"),
+    (_MB + r"ffn_(\d+)_output", _MB_HF + r"ffn.\2.output.dense"),
+    (_MB + r"ffn_(\d+)_output_norm", _MB_HF + r"ffn.\2.output.LayerNorm"),
+    (_MB + r"intermediate", _MB_HF + "intermediate.dense"),
+    (_MB + r"output", _MB_HF + "output.dense"),
+    (_MB + r"output_norm", _MB_HF + "output.LayerNorm"),
+    (_MB + r"bottleneck_output", _MB_HF + "output.bottleneck.dense"),
+    (_MB + r"bottleneck_output_norm", _MB_HF + "output.bottleneck.LayerNorm"),
+    (r"backbone/pooler", "{bb}pooler.dense"),
+]
+HF_RULES: dict[str, list[tuple[str, str]]] = {"bert": BERT_RULES + HEAD_RULES,
+                                              "mobilebert": MOBILEBERT_RULES + HEAD_RULES}
+BACKBONE_PREFIX = {"bert": "bert.", "mobilebert": "mobilebert."}
 LEAF_NAMES = {"kernel": "weight", "bias": "bias", "scale": "weight", "embedding": "weight"}
 # Parameters that sit directly on a module (not in a Dense/LayerNorm/Embed), by full path.
-DIRECT_NAMES = {"mlm/output_bias": "cls.predictions.bias"}
+DIRECT_NAMES = {"mlm/output_bias": "cls.predictions.bias",
+                "mlm/extra_output_weights": "cls.predictions.dense.weight"}
+# Direct parameters stored transposed by HF (an nn.Linear(vocab, H - E) weight).
+TRANSPOSED = {"mlm/extra_output_weights"}
 # Kernels whose input side spans two of our axes (heads × head_dim).
 TWO_AXIS_INPUT = re.compile(r"attention_output/kernel$")
 
@@ -61,6 +86,12 @@ HF_ARCHITECTURES = {
     ("bert", frozenset({"classifier"})): "BertForSequenceClassification",
     ("bert", frozenset({"span"})): "BertForQuestionAnswering",
     ("bert", frozenset({"nsp"})): "BertForNextSentencePrediction",
+    ("mobilebert", frozenset()): "MobileBertModel",
+    ("mobilebert", frozenset({"mlm", "nsp"})): "MobileBertForPreTraining",
+    ("mobilebert", frozenset({"mlm"})): "MobileBertForMaskedLM",
+    ("mobilebert", frozenset({"classifier"})): "MobileBertForSequenceClassification",
+    ("mobilebert", frozenset({"span"})): "MobileBertForQuestionAnswering",
+    ("mobilebert", frozenset({"nsp"})): "MobileBertForNextSentencePrediction",
 }
 
 
@@ -78,7 +109,7 @@ def hf_name(model_type: str, path: str, backbone_prefix: str) -> str:
 
 def to_hf_tensor(path: str, value: np.ndarray) -> np.ndarray:
     value = np.asarray(value, dtype=np.float32)
-    if path.endswith("/kernel"):
+    if path.endswith("/kernel") or path in TRANSPOSED:
         n_in = 2 if TWO_AXIS_INPUT.search(path) else 1
         return np.ascontiguousarray(value.reshape(int(np.prod(value.shape[:n_in])), -1).T)
     if path.endswith(("/bias", "/scale")):  # per-head biases [A, D] are flat [A·D] in HF
@@ -87,7 +118,7 @@ def to_hf_tensor(path: str, value: np.ndarray) -> np.ndarray:
 
 
 def from_hf_tensor(path: str, value: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    if path.endswith("/kernel"):
+    if path.endswith("/kernel") or path in TRANSPOSED:
         value = value.T
     if int(np.prod(value.shape)) != int(np.prod(shape)):
         raise ValueError(f"shape {value.shape} cannot become {shape}")

@@ -1,0 +1,268 @@
+"""MobileBERT (Sun et al. 2020) and its IB-BERT teacher in Flax.
+
+A MobileBERT block keeps a wide inter-block width (`hidden_size`, 512) and computes at a narrow
+intra-block width (`intra_bottleneck_size`, 128):
+
+    x (512) ── bottleneck_input ──▶ b (128) ─┐                       (the attention residual)
+      │      └ bottleneck_attention ▶ q = k   │  (key_query_shared_bottleneck; V from x itself)
+      │                          attention(q, k, v) + b ─▶ norm ─▶ F stacked FFNs (128 wide)
+      └──────────────────── residual ◀─ bottleneck_output (128 → 512) ◀─┘
+
+Embeddings are trigram: [e(t+1); e(t); e(t−1)] (zero-padded ends, 3 × 128) → dense to 512, plus
+position and type embeddings. NoNorm(x) = x·γ + β replaces LayerNorm in the OPT models (TF scope
+`FakeLayerNorm`). The MLM head projects onto [word_embeddings ; extra_output_weights].
+
+The backbone returns the same dict as BERT's (`flaxbert.bert`), so the trainer and the losses
+treat both families alike. Padded keys get -inf-like attention logits, as in HF; the original TF
+code adds −6 instead (`attention_mask_value=-6.0` reproduces it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax.numpy as jnp
+import flax.linen as nn
+
+from flaxbert import configs
+from flaxbert.bert import (SelfAttention, activation, check_inputs, collect_layer_outputs,
+                           constrain, dense, embed)
+from flaxbert.configs import BertConfig
+
+NORMALIZATIONS = ("no_norm", "layer_norm")
+# LayerNorm epsilon of the norms that HF (and the TF original) build without the config's eps.
+DEFAULT_LN_EPS = 1e-5
+
+
+@dataclasses.dataclass(frozen=True)
+class MobileBertConfig(BertConfig):
+    """google-research MobileBERT's config JSON and HF's `MobileBertConfig` (defaults: the OPT
+    model, except `classifier_activation`, which HF defaults to True)."""
+
+    hidden_size: int = 512
+    num_hidden_layers: int = 24
+    num_attention_heads: int = 4
+    intermediate_size: int = 512
+    hidden_act: str = "relu"
+    hidden_dropout_prob: float = 0.0
+    embedding_size: int = 128
+    trigram_input: bool = True
+    use_bottleneck: bool = True
+    intra_bottleneck_size: int = 128
+    use_bottleneck_attention: bool = False
+    key_query_shared_bottleneck: bool = True
+    num_feedforward_networks: int = 4
+    normalization_type: str = "no_norm"
+    classifier_activation: bool = True
+    attention_mask_value: float | None = None  # None: HF's -inf-like; -6.0: the TF original
+
+    model_type = "mobilebert"
+    # computed by HF from the other fields; never stored
+    _derived = ("true_hidden_size",)
+
+    def validate(self, source: str = "MobileBertConfig") -> None:
+        for name in ("embedding_size", "intra_bottleneck_size", "num_feedforward_networks"):
+            configs._check_positive(name, getattr(self, name), source)
+        if self.normalization_type not in NORMALIZATIONS:
+            raise ValueError(f"{source}: normalization_type={self.normalization_type!r}; expected "
+                             f"one of {NORMALIZATIONS}")
+        if self.embedding_size > self.hidden_size:
+            raise ValueError(f"{source}: embedding_size={self.embedding_size} exceeds "
+                             f"hidden_size={self.hidden_size}")
+        super().validate(source)
+
+    @property
+    def true_hidden_size(self) -> int:
+        """The width attention and the FFNs run at."""
+        return self.intra_bottleneck_size if self.use_bottleneck else self.hidden_size
+
+    @staticmethod
+    def matches_google(data: dict[str, Any]) -> bool:
+        return "intra_bottleneck_size" in data
+
+    @classmethod
+    def from_dict(cls, data, source: str = "config"):
+        data = {k: v for k, v in data.items() if k not in cls._derived}
+        return super().from_dict(data, source)
+
+    def to_google_dict(self) -> dict[str, Any]:
+        out = super().to_google_dict()
+        out.update({f.name: getattr(self, f.name) for f in dataclasses.fields(MobileBertConfig)
+                    if f.name in _MOBILEBERT_FIELDS and f.name != "attention_mask_value"})
+        return out
+
+
+_MOBILEBERT_FIELDS = {f.name for f in dataclasses.fields(MobileBertConfig)} - {
+    f.name for f in dataclasses.fields(BertConfig)} | {"hidden_act"}
+
+
+class NoNorm(nn.Module):
+    """x·γ + β: MobileBERT's replacement for LayerNorm (no statistics, so cheap on device)."""
+
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        features = x.shape[-1]
+        scale = self.param("scale", nn.with_logical_partitioning(nn.initializers.ones_init(),
+                                                                 ("embed",)), (features,), self.param_dtype)
+        bias = self.param("bias", nn.with_logical_partitioning(nn.initializers.zeros_init(),
+                                                               ("embed",)), (features,), self.param_dtype)
+        return (x * scale.astype(x.dtype) + bias.astype(x.dtype)).astype(self.dtype)
+
+
+def norm(config, dtype, param_dtype, name: str, eps: float | None = None):
+    """NoNorm or LayerNorm (statistics in float32) as the config says."""
+    if config.normalization_type == "no_norm":
+        return NoNorm(dtype, param_dtype, name=name)
+    return nn.LayerNorm(epsilon=config.layer_norm_eps if eps is None else eps, dtype=dtype,
+                        param_dtype=param_dtype, name=name,
+                        scale_init=nn.with_logical_partitioning(nn.initializers.ones_init(), ("embed",)),
+                        bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), ("embed",)))
+
+
+class MobileBertEmbeddings(nn.Module):
+    config: MobileBertConfig
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+
+    def setup(self):
+        cfg, dt, pdt = self.config, self.dtype, self.param_dtype
+        self.word_embeddings = embed(cfg.vocab_size, cfg.embedding_size, ("vocab", "embed"), cfg,
+                                     dt, pdt, "word_embeddings")
+        self.position_embeddings = embed(cfg.max_position_embeddings, cfg.hidden_size,
+                                         ("positions", "embed"), cfg, dt, pdt, "position_embeddings")
+        self.token_type_embeddings = embed(cfg.type_vocab_size, cfg.hidden_size,
+                                           ("type_vocab", "embed"), cfg, dt, pdt,
+                                           "token_type_embeddings")
+        if cfg.trigram_input or cfg.embedding_size != cfg.hidden_size:
+            self.embedding_transformation = dense(cfg.hidden_size, ("embed", "embed_out"), cfg, dt,
+                                                  pdt, "embedding_transformation")
+        self.norm = norm(cfg, dt, pdt, "norm", eps=DEFAULT_LN_EPS)
+        self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
+
+    def __call__(self, input_word_ids, input_type_ids, deterministic: bool):
+        cfg = self.config
+        x = self.word_embeddings(input_word_ids)
+        if cfg.trigram_input:
+            nxt = jnp.pad(x[:, 1:], ((0, 0), (0, 1), (0, 0)))
+            prev = jnp.pad(x[:, :-1], ((0, 0), (1, 0), (0, 0)))
+            x = jnp.concatenate([nxt, x, prev], axis=-1)
+        if cfg.trigram_input or cfg.embedding_size != cfg.hidden_size:
+            x = self.embedding_transformation(x)
+        positions = jnp.arange(input_word_ids.shape[1])[None, :]
+        x = x + self.position_embeddings(positions) + self.token_type_embeddings(input_type_ids)
+        return self.dropout(self.norm(x), deterministic=deterministic)
+
+    def attend(self, hidden):
+        return self.word_embeddings.attend(hidden)
+
+
+class MobileBertLayer(nn.Module):
+    config: MobileBertConfig
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, mask, deterministic: bool, output_attentions: bool = False):
+        cfg, dt, pdt = self.config, self.dtype, self.param_dtype
+        width = cfg.true_hidden_size
+        drop = nn.Dropout(cfg.hidden_dropout_prob)
+
+        def bottleneck(name):
+            h = dense(width, ("embed", "mlp"), cfg, dt, pdt, name)(x)
+            return norm(cfg, dt, pdt, f"{name}_norm")(h)
+
+        if cfg.use_bottleneck:
+            layer_input = bottleneck("bottleneck_input")
+            # The shared Q/K bottleneck exists whenever configured (HF and TF create its weights
+            # even when use_bottleneck_attention overrides it; XLA drops the unused compute).
+            shared = bottleneck("bottleneck_attention") if cfg.key_query_shared_bottleneck else None
+            if cfg.use_bottleneck_attention:
+                query = key = value = layer_input
+            elif shared is not None:
+                query = key = shared
+                value = x
+            else:
+                query = key = value = x
+        else:
+            query = key = value = layer_input = x
+        context, extras = SelfAttention(cfg, cfg.num_attention_heads, cfg.head_dim, dt, pdt,
+                                        mask_value=cfg.attention_mask_value, name="attention")(
+            query, key, value, mask, deterministic, output_attentions)
+        h = dense(width, ("heads", "kv", "mlp"), cfg, dt, pdt, "attention_output",
+                  in_axis=(-2, -1))(context)
+        if not cfg.use_bottleneck:
+            h = drop(h, deterministic=deterministic)
+        h = norm(cfg, dt, pdt, "attention_norm")(h + layer_input)
+        act = activation(cfg.hidden_act)
+        for j in range(cfg.num_feedforward_networks - 1):  # the stacked FFNs
+            inner = act(dense(cfg.intermediate_size, ("embed", "mlp"), cfg, dt, pdt,
+                              f"ffn_{j}_intermediate")(h))
+            h = norm(cfg, dt, pdt, f"ffn_{j}_output_norm")(
+                dense(width, ("mlp", "embed"), cfg, dt, pdt, f"ffn_{j}_output")(inner) + h)
+        inner = act(dense(cfg.intermediate_size, ("embed", "mlp"), cfg, dt, pdt, "intermediate")(h))
+        out = dense(width, ("mlp", "embed"), cfg, dt, pdt, "output")(inner)
+        if not cfg.use_bottleneck:
+            out = norm(cfg, dt, pdt, "output_norm", eps=DEFAULT_LN_EPS)(
+                drop(out, deterministic=deterministic) + h)
+        else:
+            out = norm(cfg, dt, pdt, "output_norm", eps=DEFAULT_LN_EPS)(out + h)
+            out = dense(cfg.hidden_size, ("mlp", "embed"), cfg, dt, pdt, "bottleneck_output")(out)
+            out = norm(cfg, dt, pdt, "bottleneck_output_norm")(
+                drop(out, deterministic=deterministic) + x)
+        return constrain(out, ("batch", "length", "act_embed")), extras
+
+
+class MobileBertBackbone(nn.Module):
+    """Embeddings → L MobileBERT blocks → pooler (dense + tanh only with classifier_activation)."""
+
+    config: MobileBertConfig
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+    pooler: bool = True
+
+    def setup(self):
+        cfg, dt, pdt = self.config, self.dtype, self.param_dtype
+        self.embeddings = MobileBertEmbeddings(cfg, dt, pdt)
+        self.layers = [MobileBertLayer(cfg, dt, pdt, name=f"layer_{i}")
+                       for i in range(cfg.num_hidden_layers)]
+        if self.pooler and cfg.classifier_activation:
+            self.pooler_dense = dense(cfg.hidden_size, ("embed", "embed_out"), cfg, dt, pdt, "pooler")
+
+    def __call__(self, input_word_ids, input_mask=None, input_type_ids=None, *,
+                 deterministic: bool = True, output_attentions: bool = False):
+        input_mask, input_type_ids = check_inputs(self.config, input_word_ids, input_mask,
+                                                  input_type_ids)
+        x = self.embeddings(input_word_ids, input_type_ids, deterministic)
+        x = constrain(x, ("batch", "length", "act_embed"))
+        outputs, attention = collect_layer_outputs(self.layers, x, input_mask.astype(bool),
+                                                   deterministic, output_attentions)
+        sequence_output = outputs[-1] if outputs else x
+        cls = sequence_output[:, 0]
+        pooled = jnp.tanh(self.pooler_dense(cls)) if hasattr(self, "pooler_dense") else cls
+        return {"pooled_output": pooled, "sequence_output": sequence_output,
+                "encoder_outputs": outputs, "embedding_output": x, **attention}
+
+    def attend(self, hidden):
+        return self.embeddings.attend(hidden)
+
+
+# Presets (google-research/google-research mobilebert/config/*.json; REFERENCES.md).
+PRESETS = {
+    "mobilebert_uncased_L-24_H-128_B-512_A-4_F-4_OPT": MobileBertConfig(classifier_activation=False),
+    "mobilebert_tiny_uncased_L-24_H-128_B-512_A-4_F-2_OPT": MobileBertConfig(
+        classifier_activation=False, use_bottleneck_attention=True, num_feedforward_networks=2),
+    "uncased_L-24_H-1024_B-512_A-4": MobileBertConfig(  # IB-BERT, the teacher
+        intra_bottleneck_size=1024, intermediate_size=4096, hidden_act="gelu",
+        normalization_type="layer_norm", num_feedforward_networks=1, trigram_input=True,
+        hidden_dropout_prob=0.1, classifier_activation=False),
+}
+for _name, _config in PRESETS.items():
+    configs.register_preset(_name, _config)
+configs.ALIASES.update({"mobilebert": "mobilebert_uncased_L-24_H-128_B-512_A-4_F-4_OPT",
+                        "mobilebert_tiny": "mobilebert_tiny_uncased_L-24_H-128_B-512_A-4_F-2_OPT",
+                        "ib_bert": "uncased_L-24_H-1024_B-512_A-4"})
+configs.CONFIG_CLASSES.insert(0, MobileBertConfig)

@@ -121,8 +121,8 @@ _TF2_LEAF = {"kernel": "kernel", "bias": "bias", "scale": "gamma", "embedding": 
 # --- MobileBERT (google-research/mobilebert names) --------------------------------------------------
 # Our MobileBERT tree is defined in flaxbert/mobilebert.py; the TF names follow the original
 # modeling.py (also read by the TF Model Garden's projects/mobilebert checkpoint converter).
-# `{norm}` is FakeLayerNorm for normalization_type=no_norm, else LayerNorm. The last of the F
-# stacked FFNs has no `ffn_layer_{j}` scope (it is the block's own intermediate/output).
+# `{norm}` is FakeLayerNorm for normalization_type=no_norm, else LayerNorm. The first F − 1
+# stacked FFNs are `ffn_layer_{j}`; the last is the block's own intermediate/output.
 GOOGLE_MOBILEBERT = [
     (r"backbone/embeddings/word_embeddings", "bert/embeddings/word_embeddings"),
     (r"backbone/embeddings/(position|token_type)_embeddings", r"bert/embeddings/\1_embeddings"),
@@ -147,16 +147,16 @@ GOOGLE_MOBILEBERT = [
     ),
     (r"backbone/layer_(\d+)/attention_output", r"bert/encoder/layer_\1/attention/output/dense"),
     (r"backbone/layer_(\d+)/attention_norm", r"bert/encoder/layer_\1/attention/output/{norm}"),
-    (r"backbone/layer_(\d+)/ffn_{last}/intermediate", r"bert/encoder/layer_\1/intermediate/dense"),
-    (r"backbone/layer_(\d+)/ffn_{last}/output", r"bert/encoder/layer_\1/output/dense"),
-    (r"backbone/layer_(\d+)/ffn_{last}/output_norm", r"bert/encoder/layer_\1/output/{norm}"),
+    (r"backbone/layer_(\d+)/intermediate", r"bert/encoder/layer_\1/intermediate/dense"),
+    (r"backbone/layer_(\d+)/output", r"bert/encoder/layer_\1/output/dense"),
+    (r"backbone/layer_(\d+)/output_norm", r"bert/encoder/layer_\1/output/{norm}"),
     (
-        r"backbone/layer_(\d+)/ffn_(\d+)/intermediate",
+        r"backbone/layer_(\d+)/ffn_(\d+)_intermediate",
         r"bert/encoder/layer_\1/ffn_layer_\2/intermediate/dense",
     ),
-    (r"backbone/layer_(\d+)/ffn_(\d+)/output", r"bert/encoder/layer_\1/ffn_layer_\2/output/dense"),
+    (r"backbone/layer_(\d+)/ffn_(\d+)_output", r"bert/encoder/layer_\1/ffn_layer_\2/output/dense"),
     (
-        r"backbone/layer_(\d+)/ffn_(\d+)/output_norm",
+        r"backbone/layer_(\d+)/ffn_(\d+)_output_norm",
         r"bert/encoder/layer_\1/ffn_layer_\2/output/{norm}",
     ),
     (r"backbone/layer_(\d+)/bottleneck_output", r"bert/encoder/layer_\1/output/bottleneck/dense"),
@@ -324,7 +324,7 @@ def _tf1_name_of(config):
         )
         rules = GOOGLE_MOBILEBERT + GOOGLE_HEADS
         direct = {**GOOGLE_DIRECT, **GOOGLE_MOBILEBERT_DIRECT}
-        subst = {"norm": norm, "last": str(config.num_feedforward_networks - 1)}
+        subst = {"norm": norm}
     else:
         raise ConversionError(f"no Google name map for model_type={config.model_type!r}")
     return lambda path: _rules_name(path, rules, direct, _LEAF_TF, subst)

@@ -22,11 +22,26 @@ PROGRAMS = {
     "sweep": "distill.tasks.sweep",
 }
 
-USAGE = f"usage: distill {{{','.join(PROGRAMS)}}} --config FILE.py[:ARG] --workdir DIR [--config.FIELD=VALUE ...]"
+USAGE = (f"usage: distill {{{','.join(PROGRAMS)}}} --config FILE.py[:ARG] --workdir DIR "
+         f"[--config.FIELD=VALUE ...]\n       distill report WORKDIRS... --out DIR")
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv if argv is None else argv)
+    if len(argv) > 1 and argv[1] == "report":
+        import argparse
+
+        from distill.tasks.recipe import report
+        parser = argparse.ArgumentParser(prog="distill report",
+                                         description="collect recipe runs into one table and plots")
+        parser.add_argument("workdirs", nargs="+")
+        parser.add_argument("--out", required=True)
+        args = parser.parse_args(argv[2:])
+        try:
+            report(args.workdirs, args.out)
+        except (ValueError, FileNotFoundError) as e:
+            raise SystemExit(f"distill report: {e}") from None
+        return
     if len(argv) < 2 or argv[1] not in PROGRAMS:
         print(USAGE, file=sys.stderr)
         raise SystemExit(2)

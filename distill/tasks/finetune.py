@@ -167,6 +167,7 @@ def run(config, workdir: str | Path) -> dict:
                           buckets=tuple(config.data.buckets))
     state = trainer.fit(train, evaluate if pairs else None)
     result = {"task": spec_task.name, "steps": int(state.step), "main_metric": main,
+              "parameters": sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(state.params)),
               "best_step": best.get("step"), "dev": best.get("dev", {}),
               "final_dev": trainer.last_eval}
     if "test" in features and all(e.label is not None for e in splits["test"]):

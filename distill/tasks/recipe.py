@@ -115,6 +115,7 @@ def row(method, student, seed, description, result) -> dict:
                                 if k.startswith("dev_")}
     return {"method": method, "student": student, "seed": seed, "description": description,
             "dev_acc": dev.get("acc"), "test_acc": result.get("test", {}).get("acc"),
+            "parameters": result.get("parameters") or result.get("student_parameters"),
             "wall_seconds": result.get("wall_seconds")}
 
 
@@ -126,7 +127,7 @@ def summarise(rows) -> list[dict]:
     table = []
     for (method, student), runs in groups.items():
         entry = {"method": method, "student": student, "seeds": len(runs),
-                 "description": runs[0]["description"],
+                 "description": runs[0]["description"], "parameters": runs[0].get("parameters"),
                  "wall_seconds": float(sum(r["wall_seconds"] or 0 for r in runs))}
         for key in ("dev_acc", "test_acc"):
             values = [r[key] for r in runs if r[key] is not None]
@@ -137,15 +138,16 @@ def summarise(rows) -> list[dict]:
 
 
 def markdown(table) -> str:
-    lines = ["| method | student | seeds | dev acc | test acc | wall time |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| method | student | parameters | seeds | dev acc | test acc | wall time |",
+             "|---|---|---|---|---|---|---|"]
     for e in table:
         def fmt(key):
             if e[key] is None:
                 return "–"
             return f"{100 * e[key]:.1f}" + (f" ± {100 * e[key + '_std']:.1f}" if e["seeds"] > 1 else "")
-        lines.append(f"| {e['description']} | {e['student']} | {e['seeds']} | {fmt('dev_acc')} | "
-                     f"{fmt('test_acc')} | {e['wall_seconds'] / 60:.1f} min |")
+        params = f"{e['parameters'] / 1e6:.1f}M" if e.get("parameters") else "–"
+        lines.append(f"| {e['description']} | {e['student']} | {params} | {e['seeds']} | "
+                     f"{fmt('dev_acc')} | {fmt('test_acc')} | {e['wall_seconds'] / 60:.1f} min |")
     return "\n".join(lines) + "\n"
 
 
@@ -157,6 +159,46 @@ def write_report(workdir: Path, rows, table) -> None:
     (workdir / "results.md").write_text(text)
     print("\n" + text)
     plot_methods(workdir / "results.png", table)
+
+
+def report(workdirs, out: str | Path) -> list[dict]:
+    """`distill report WORKDIRS... --out DIR`: the rows of several recipe runs (sizes, seeds)
+    in one table, and test accuracy against student parameters for each method."""
+    rows = []
+    for workdir in workdirs:
+        path = Path(workdir) / "results.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist (is {workdir} a finished recipe run?)")
+        rows += json.loads(path.read_text())["rows"]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = summarise(rows)
+    write_report(out, rows, table)
+    plot_sizes(out / "accuracy_vs_size.png", table)
+    return table
+
+
+def plot_sizes(path: Path, table) -> None:
+    """Test accuracy against parameters, one line per method (the paper's figures)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for method in METHODS:
+        points = sorted((e["parameters"], e["test_acc"]) for e in table
+                        if e["method"] == method and e["parameters"] and e["test_acc"] is not None)
+        if points:
+            ax.plot([p / 1e6 for p, _ in points], [100 * a for _, a in points], marker="o",
+                    label=DESCRIPTIONS[method])
+    ax.set_xscale("log")
+    ax.set_xlabel("student parameters (M)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def plot_methods(path: Path, table) -> None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from flaxbert.heads import mean_pool  # noqa: F401  (sentence embeddings; re-exported for losses users)
+
 _EPS = 1e-12
 
 
@@ -204,9 +206,3 @@ def variance_statistic_l1(student_hidden, teacher_hidden, mask):
     real tokens."""
     diff = jnp.var(_f32(student_hidden), -1) - jnp.var(_f32(teacher_hidden), -1)
     return _token_mean(jnp.abs(diff), mask)
-
-
-def mean_pool(sequence_output, mask):
-    """Mean of the real tokens' vectors: [B, T, H], [B, T] → [B, H] (sentence-transformers)."""
-    m = _f32(mask)[..., None]
-    return jnp.sum(_f32(sequence_output) * m, 1) / jnp.maximum(jnp.sum(m, 1), 1.0)

@@ -32,6 +32,14 @@ def backbone_class(config) -> type[nn.Module]:
 BACKBONES: dict[str, type[nn.Module]] = {"bert": BertBackbone, "mobilebert": MobileBertBackbone}
 
 
+def mean_pool(sequence_output, mask):
+    """Mean of the real tokens' vectors, in float32: [B, T, H], [B, T] → [B, H] (the sentence
+    embedding sentence-transformers uses)."""
+    m = jnp.asarray(mask).astype(jnp.float32)[..., None]
+    return (jnp.sum(sequence_output.astype(jnp.float32) * m, 1)
+            / jnp.maximum(jnp.sum(m, 1), 1.0))
+
+
 def gather_positions(sequence, positions):
     """sequence [B, T, H], positions [B, P] int → [B, P, H]."""
     return jnp.take_along_axis(sequence, positions[..., None].astype(jnp.int32), axis=1)

@@ -20,6 +20,7 @@ PROGRAMS = {
     "distill": "distill.tasks.distill",
     "recipe": "distill.tasks.recipe",
     "sweep": "distill.tasks.sweep",
+    "squad": "distill.tasks.squad",
 }
 
 USAGE = (f"usage: distill {{{','.join(PROGRAMS)}}} --config FILE.py[:ARG] --workdir DIR "

@@ -264,7 +264,7 @@ class DistillTask:
     def loss(self, params, frozen, batch, rng, den):
         s_out = self._apply(self.student.model, params["student"], batch, rng)
         t_out = self.teacher_outputs(frozen, batch)
-        terms = self.term_losses(params, s_out, t_out, batch, den["step"])
+        terms = self.term_losses(params, s_out, t_out, batch, den.get("step", 0))
         # Terms are means over the micro-batch; weighting by its share of the global batch
         # makes the sum over micro-batches the full-batch value.
         share = batch["example_weight"].sum() / den["examples"]

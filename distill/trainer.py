@@ -329,11 +329,14 @@ class Trainer:
         return state
 
     def _flops_per_token(self) -> float:
-        """6·N per trained token (forward + backward) + 2·N for each frozen (teacher) parameter;
-        attention's T² term is left out, so MFU is slightly understated."""
-        trained = sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(self.abstract_state.params))
-        frozen = sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(self.frozen))
-        return 6.0 * trained + 2.0 * frozen
+        """6·N per token for the trained parameters (forward + backward) + 2·N for the frozen
+        (teacher) ones, N without embedding tables (a lookup is no matmul). Attention's T² term
+        and the MLM output projection are left out, so MFU is understated a little."""
+        def matmul_params(tree):
+            flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+            return sum(math.prod(x.shape) for path, x in flat
+                       if getattr(path[-1], "key", None) != "embedding")
+        return 6.0 * matmul_params(self.abstract_state.params) + 2.0 * matmul_params(self.frozen)
 
 
 def _progress(start: int, total: int, name: str):

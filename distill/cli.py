@@ -21,6 +21,8 @@ PROGRAMS = {
     "recipe": "distill.tasks.recipe",
     "sweep": "distill.tasks.sweep",
     "squad": "distill.tasks.squad",
+    "eval": "distill.tasks.finetune:evaluate_main",
+    "predict": "distill.tasks.finetune:predict_main",
 }
 
 USAGE = (f"usage: distill {{{','.join(PROGRAMS)}}} --config FILE.py[:ARG] --workdir DIR "
@@ -65,9 +67,10 @@ def main(argv: list[str] | None = None) -> None:
     if flags_.config is None or flags_.workdir is None:
         raise SystemExit(f"distill {program}: --config and --workdir are required\n{USAGE}")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    module = importlib.import_module(PROGRAMS[program])
+    module_name, _, function = PROGRAMS[program].partition(":")
+    entry = getattr(importlib.import_module(module_name), function or "run")
     try:
-        module.run(flags_.config, flags_.workdir)
+        entry(flags_.config, flags_.workdir)
     except (ValueError, FileNotFoundError) as e:
         raise SystemExit(f"distill {program}: {e}") from None
 

@@ -2,6 +2,7 @@
 all-MiniLM-L6-v2 teacher reaches the stated dev accuracy on the movie-snippet task (slow)."""
 
 import json
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -59,3 +60,18 @@ def test_minilm_teacher_reaches_83_percent_dev(tmp_path, minilm_dir):
     result = finetune.run(cfg, tmp_path / "teacher")
     print("MiniLM sentiment:", result)
     assert result["dev"]["acc"] >= 0.83
+
+
+def test_eval_and_predict_use_the_best_checkpoint(tmp_path):
+    from distill.cli import main
+
+    result = finetune.run(config(**{"trainer.num_steps": 4}), tmp_path)
+    experiment = f"--config={Path(__file__).parents[1] / 'experiments' / 'finetune.py:sentiment'}"
+    common = [experiment, f"--workdir={tmp_path}", "--config.model.name=tiny",
+              f"--config.model.overrides={SMALL}", "--config.trainer.batch_size=16"]
+    main(["distill", "eval", *common])
+    assert json.loads((tmp_path / "eval.json").read_text())["acc"] == result["dev"]["acc"]
+    main(["distill", "predict", *common])
+    lines = (tmp_path / "predictions" / "sentiment.tsv").read_text().splitlines()
+    assert lines[0] == "index\tprediction" and len(lines) == 1 + 1056
+    assert {line.split("\t")[1] for line in lines[1:]} <= {"negative", "positive"}

@@ -179,3 +179,56 @@ def run(config, workdir: str | Path) -> dict:
         plot_curves(workdir, ["loss", "accuracy", f"eval_{main}"])
     log.info("fine-tuning done: %s", result)
     return result
+
+
+# --- `distill eval` and `distill predict`: the best checkpoint of a fine-tuning run -----------------
+GLUE_SUBMISSION_NAMES = {"cola": "CoLA", "sst2": "SST-2", "mrpc": "MRPC", "stsb": "STS-B",
+                         "qqp": "QQP", "qnli": "QNLI", "rte": "RTE", "wnli": "WNLI"}
+
+
+def _best_run(config, workdir):
+    """The run's examples, features and a trainer holding the best checkpoint's parameters."""
+    from flaxbert.pretrained import from_pretrained
+
+    best = Path(workdir) / "best"
+    if not (best / "model.safetensors").is_file():
+        raise FileNotFoundError(f"{best} holds no model: run `distill finetune` in {workdir} first")
+    with config.unlocked():
+        config.model.name = str(best)
+    spec_task, splits, features, task, _ = build(config)
+    params = from_pretrained(best, tokenizer=False).params
+    trainer = Trainer(task, config, Path(workdir) / "eval_run")
+    return spec_task, splits, features, task, trainer, params
+
+
+def evaluate_main(config, workdir: str | Path) -> dict:
+    """`distill eval`: dev metrics of the best checkpoint, written to WORKDIR/eval.json."""
+    spec_task, _, features, task, trainer, params = _best_run(config, workdir)
+    results = score(trainer, task, params, features, dev_splits(spec_task, features),
+                    config.trainer.batch_size)
+    write_json(Path(workdir) / "eval.json", results)
+    print(json.dumps(results, indent=2))
+    return results
+
+
+def predict_main(config, workdir: str | Path) -> Path:
+    """`distill predict`: test-split predictions of the best checkpoint as GLUE submission files
+    (`index<TAB>prediction`, label names for classification) in WORKDIR/predictions/."""
+    spec_task, splits, features, task, trainer, params = _best_run(config, workdir)
+    out = Path(workdir) / "predictions"
+    out.mkdir(parents=True, exist_ok=True)
+    test_splits = [s for s in features if s.startswith("test")]
+    if not test_splits:
+        raise ValueError(f"task {spec_task.name!r} has no test split to predict")
+    for split in test_splits:
+        preds = predictions(trainer, task, params, features[split], config.trainer.batch_size)
+        name = GLUE_SUBMISSION_NAMES.get(spec_task.name, spec_task.name)
+        if spec_task.name == "mnli":
+            name = "MNLI-m" if split.endswith("matched") and "mis" not in split else "MNLI-mm"
+        lines = ["index\tprediction"]
+        for i, p in enumerate(preds):
+            label = f"{p:.3f}" if task.regression else spec_task.labels[int(p)]
+            lines.append(f"{i}\t{label}")
+        (out / f"{name}.tsv").write_text("\n".join(lines) + "\n")
+    return out
+

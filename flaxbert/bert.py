@@ -223,7 +223,7 @@ class BertBackbone(nn.Module):
                                                    deterministic, output_attentions)
         sequence_output = outputs[-1] if outputs else x
         cls = sequence_output[:, 0]
-        pooled = jnp.tanh(self.pooler_dense(cls)) if self.pooler else cls
+        pooled = jnp.tanh(self.pooler_dense(cls)) if hasattr(self, "pooler_dense") else cls
         return {"pooled_output": pooled, "sequence_output": sequence_output,
                 "encoder_outputs": outputs, "embedding_output": x, **attention}
 

@@ -26,8 +26,7 @@ import jax.numpy as jnp
 import flax.linen as nn
 
 from flaxbert import configs
-from flaxbert.bert import (SelfAttention, activation, check_inputs, collect_layer_outputs,
-                           constrain, dense, embed)
+from flaxbert.bert import BertBackbone, SelfAttention, activation, constrain, dense, embed
 from flaxbert.configs import BertConfig
 
 NORMALIZATIONS = ("no_norm", "layer_norm")
@@ -216,13 +215,11 @@ class MobileBertLayer(nn.Module):
         return constrain(out, ("batch", "length", "act_embed")), extras
 
 
-class MobileBertBackbone(nn.Module):
-    """Embeddings → L MobileBERT blocks → pooler (dense + tanh only with classifier_activation)."""
+class MobileBertBackbone(BertBackbone):
+    """Embeddings → L MobileBERT blocks → pooler (dense + tanh only with classifier_activation);
+    the forward pass and output dict are BERT's."""
 
     config: MobileBertConfig
-    dtype: Any = jnp.float32
-    param_dtype: Any = jnp.float32
-    pooler: bool = True
 
     def setup(self):
         cfg, dt, pdt = self.config, self.dtype, self.param_dtype
@@ -231,23 +228,6 @@ class MobileBertBackbone(nn.Module):
                        for i in range(cfg.num_hidden_layers)]
         if self.pooler and cfg.classifier_activation:
             self.pooler_dense = dense(cfg.hidden_size, ("embed", "embed_out"), cfg, dt, pdt, "pooler")
-
-    def __call__(self, input_word_ids, input_mask=None, input_type_ids=None, *,
-                 deterministic: bool = True, output_attentions: bool = False):
-        input_mask, input_type_ids = check_inputs(self.config, input_word_ids, input_mask,
-                                                  input_type_ids)
-        x = self.embeddings(input_word_ids, input_type_ids, deterministic)
-        x = constrain(x, ("batch", "length", "act_embed"))
-        outputs, attention = collect_layer_outputs(self.layers, x, input_mask.astype(bool),
-                                                   deterministic, output_attentions)
-        sequence_output = outputs[-1] if outputs else x
-        cls = sequence_output[:, 0]
-        pooled = jnp.tanh(self.pooler_dense(cls)) if hasattr(self, "pooler_dense") else cls
-        return {"pooled_output": pooled, "sequence_output": sequence_output,
-                "encoder_outputs": outputs, "embedding_output": x, **attention}
-
-    def attend(self, hidden):
-        return self.embeddings.attend(hidden)
 
 
 # Presets (google-research/google-research mobilebert/config/*.json; REFERENCES.md).

@@ -131,7 +131,9 @@ class SelfAttention(nn.Module):
     head_dim: int
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
-    mask_value: float | None = None  # None: padded keys get -inf-like logits; else added (TF −6)
+    # None: padded keys get -inf-like logits (HF). A number replaces their logits by that value,
+    # as google-research/mobilebert does with −6 (its softmax then gives them e^-6-ish weight).
+    mask_value: float | None = None
 
     @nn.compact
     def __call__(self, query_input, key_input, value_input, mask, deterministic: bool,
@@ -149,7 +151,7 @@ class SelfAttention(nn.Module):
             if self.mask_value is None:
                 logits = jnp.where(mask[:, None, None, :], logits, jnp.finfo(jnp.float32).min)
             else:
-                logits = logits + jnp.where(mask[:, None, None, :], 0.0, self.mask_value)
+                logits = jnp.where(mask[:, None, None, :], logits, jnp.float32(self.mask_value))
             probs = jax.nn.softmax(logits, axis=-1)
             dropped = nn.Dropout(cfg.attention_probs_dropout_prob)(probs, deterministic=deterministic)
             context = jnp.einsum("bhqk,bkhd->bqhd", dropped.astype(dt), v)

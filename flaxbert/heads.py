@@ -60,14 +60,16 @@ class MaskedLMHead(nn.Module):
                                                                       ("vocab",)),
                           (cfg.vocab_size,), pdt)
         # MobileBERT's word embeddings are narrower than the hidden state: the first
-        # embedding_size features meet them, the rest meet `extra_output_weights`.
+        # embedding_size features meet them, the rest meet `extra_output_weights` (its
+        # `attend` and this product run in float32).
         width = getattr(cfg, "embedding_size", cfg.hidden_size)
         logits = attend(h[..., :width])
         if width < cfg.hidden_size:
             extra = self.param("extra_output_weights", nn.with_logical_partitioning(
                 nn.initializers.normal(cfg.initializer_range), ("vocab", "embed")),
                 (cfg.vocab_size, cfg.hidden_size - width), pdt)
-            logits = logits + h[..., width:] @ extra.T.astype(h.dtype)
+            logits = logits + jnp.dot(h[..., width:].astype(jnp.float32),
+                                      extra.astype(jnp.float32).T)
         return logits.astype(jnp.float32) + bias.astype(jnp.float32)
 
 

@@ -13,8 +13,31 @@ position and type embeddings. NoNorm(x) = x·γ + β replaces LayerNorm in the O
 `FakeLayerNorm`). The MLM head projects onto [word_embeddings ; extra_output_weights].
 
 The backbone returns the same dict as BERT's (`flaxbert.bert`), so the trainer and the losses
-treat both families alike. Padded keys get -inf-like attention logits, as in HF; the original TF
-code adds −6 instead (`attention_mask_value=-6.0` reproduces it).
+treat both families alike.
+
+Where the two references differ (HF transformers' `modeling_mobilebert` is the one the parity tests
+run; google-research/mobilebert `modeling.py` is the original):
+
+- Padded keys: HF gives them -inf-like attention logits (zero weight). The TF original *replaces*
+  their scaled logits by −6 (`scores * mask + (1 − mask) * −6`, "quantization friendly"), so each
+  padded key keeps about e^-6 of the weight and outputs depend on how much padding a batch has.
+  `attention_mask_value=None` (default) is HF's behaviour, `-6.0` the original's. Without padding
+  both are identical.
+- Missing JSON keys: a Google config omits keys at *its* defaults (key_query_shared_bottleneck
+  false, 1 FFN, layer_norm, classifier_activation true, embedding/intra-bottleneck size = hidden
+  size, ...), an HF config at HF's (the OPT model's). `from_dict` reads a dict without
+  `model_type` with Google's defaults, one with it with HF's.
+- The IB-BERT teacher (`uncased_L-24_H-1024_B-512_A-4`) feeds Q, K and V from the 512-wide block
+  input (no shared bottleneck). HF sizes its query/key layers for the 1024-wide bottleneck in that
+  case, so transformers cannot run that config; flaxbert can, and writes it in HF's naming.
+- LayerNorm epsilon: TF uses 1e-12 everywhere; HF uses `layer_norm_eps` except in the embedding
+  norm and the FFN output norm (PyTorch's 1e-5). flaxbert follows HF (only IB-BERT, which uses
+  layer_norm, is affected, by ~1e-6 relative).
+- "gelu": the TF original means the tanh approximation, HF the erf form; a config read from a
+  Google checkpoint says "gelu_new" (see `flaxbert.checkpoints.google`).
+
+Under bf16 compute (`dtype=jnp.bfloat16`) attention logits and softmax, LayerNorm statistics and
+the MLM vocabulary projection run in float32; NoNorm has no statistics to protect.
 """
 
 from __future__ import annotations
@@ -30,14 +53,28 @@ from flaxbert.bert import BertBackbone, SelfAttention, activation, constrain, de
 from flaxbert.configs import BertConfig
 
 NORMALIZATIONS = ("no_norm", "layer_norm")
-# LayerNorm epsilon of the norms that HF (and the TF original) build without the config's eps.
+# LayerNorm epsilon of the norms that HF builds without the config's eps (PyTorch's default).
 DEFAULT_LN_EPS = 1e-5
+_BOOLEANS = ("trigram_input", "use_bottleneck", "use_bottleneck_attention",
+             "key_query_shared_bottleneck", "classifier_activation")
+# google-research/mobilebert modeling.py `BertConfig.__init__` defaults: what a Google JSON means
+# by leaving a key out (embedding_size and intra_bottleneck_size default to hidden_size).
+GOOGLE_DEFAULTS = {
+    "hidden_act": "gelu", "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1,
+    "max_position_embeddings": 512, "type_vocab_size": 16, "initializer_range": 0.02,
+    "trigram_input": False, "use_bottleneck": False, "use_bottleneck_attention": False,
+    "key_query_shared_bottleneck": False, "num_feedforward_networks": 1,
+    "normalization_type": "layer_norm", "classifier_activation": True,
+}
 
 
 @dataclasses.dataclass(frozen=True)
 class MobileBertConfig(BertConfig):
-    """google-research MobileBERT's config JSON and HF's `MobileBertConfig` (defaults: the OPT
-    model, except `classifier_activation`, which HF defaults to True)."""
+    """google-research MobileBERT's config JSON and HF's `MobileBertConfig` (defaults: HF's, i.e.
+    the OPT model except `classifier_activation`, which HF defaults to True).
+
+    `attention_mask_value`: None = HF (padded keys get no attention); a negative number, e.g.
+    -6.0, replaces padded keys' attention logits by it as the original TF code does."""
 
     hidden_size: int = 512
     num_hidden_layers: int = 24
@@ -54,7 +91,7 @@ class MobileBertConfig(BertConfig):
     num_feedforward_networks: int = 4
     normalization_type: str = "no_norm"
     classifier_activation: bool = True
-    attention_mask_value: float | None = None  # None: HF's -inf-like; -6.0: the TF original
+    attention_mask_value: float | None = None
 
     model_type = "mobilebert"
     # computed by HF from the other fields; never stored
@@ -63,12 +100,23 @@ class MobileBertConfig(BertConfig):
     def validate(self, source: str = "MobileBertConfig") -> None:
         for name in ("embedding_size", "intra_bottleneck_size", "num_feedforward_networks"):
             configs._check_positive(name, getattr(self, name), source)
+        for name in _BOOLEANS:
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{source}: `{name}` must be true or false, got "
+                                 f"{getattr(self, name)!r}")
         if self.normalization_type not in NORMALIZATIONS:
             raise ValueError(f"{source}: normalization_type={self.normalization_type!r}; expected "
                              f"one of {NORMALIZATIONS}")
         if self.embedding_size > self.hidden_size:
             raise ValueError(f"{source}: embedding_size={self.embedding_size} exceeds "
-                             f"hidden_size={self.hidden_size}")
+                             f"hidden_size={self.hidden_size} (the MLM head projects the "
+                             f"hidden state onto [word embeddings ; extra_output_weights])")
+        value = self.attention_mask_value
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not -1e30 < value < 0):
+            raise ValueError(f"{source}: attention_mask_value={value!r}; expected None (HF: padded "
+                             f"keys get no attention) or a finite negative number such as -6.0 "
+                             f"(the original TF code)")
         super().validate(source)
 
     @property
@@ -82,18 +130,33 @@ class MobileBertConfig(BertConfig):
 
     @classmethod
     def from_dict(cls, data, source: str = "config"):
+        """HF's `config.json` (has `model_type`) or Google's JSON (has not; its missing keys take
+        google-research/mobilebert's defaults, not HF's)."""
+        if not isinstance(data, dict):
+            raise ValueError(f"{source}: expected a JSON object, got {type(data).__name__}")
         data = {k: v for k, v in data.items() if k not in cls._derived}
+        if "model_type" not in data:
+            hidden = data.get("hidden_size", 768)  # Google's own default
+            data = {**GOOGLE_DEFAULTS, **{k: v for k, v in data.items() if v is not None}}
+            for key in ("embedding_size", "intra_bottleneck_size"):
+                data.setdefault(key, hidden)
         return super().from_dict(data, source)
 
     def to_google_dict(self) -> dict[str, Any]:
+        """Every MobileBERT key written out (Google's defaults differ from HF's)."""
         out = super().to_google_dict()
-        out.update({f.name: getattr(self, f.name) for f in dataclasses.fields(MobileBertConfig)
-                    if f.name in _MOBILEBERT_FIELDS and f.name != "attention_mask_value"})
+        out.update({name: getattr(self, name) for name in _MOBILEBERT_FIELDS})
+        return out
+
+    def to_hf_dict(self) -> dict[str, Any]:
+        out = super().to_hf_dict()
+        if out.get("attention_mask_value") is None:  # HF's behaviour: nothing to record
+            out.pop("attention_mask_value", None)
         return out
 
 
-_MOBILEBERT_FIELDS = {f.name for f in dataclasses.fields(MobileBertConfig)} - {
-    f.name for f in dataclasses.fields(BertConfig)} | {"hidden_act"}
+_MOBILEBERT_FIELDS = sorted(({f.name for f in dataclasses.fields(MobileBertConfig)} - {
+    f.name for f in dataclasses.fields(BertConfig)} | {"hidden_act"}) - {"attention_mask_value"})
 
 
 class NoNorm(nn.Module):
@@ -156,7 +219,9 @@ class MobileBertEmbeddings(nn.Module):
         return self.dropout(self.norm(x), deterministic=deterministic)
 
     def attend(self, hidden):
-        return self.word_embeddings.attend(hidden)
+        """hidden · word_embeddingsᵀ in float32, whatever the compute dtype (the MLM logits)."""
+        table = self.word_embeddings.embedding
+        return jnp.dot(hidden.astype(jnp.float32), table.astype(jnp.float32).T)
 
 
 class MobileBertLayer(nn.Module):
@@ -176,8 +241,9 @@ class MobileBertLayer(nn.Module):
 
         if cfg.use_bottleneck:
             layer_input = bottleneck("bottleneck_input")
-            # The shared Q/K bottleneck exists whenever configured (HF and TF create its weights
-            # even when use_bottleneck_attention overrides it; XLA drops the unused compute).
+            # The shared Q/K bottleneck exists whenever configured: HF creates its weights even
+            # when use_bottleneck_attention overrides it (the TF original does not; Google's TINY
+            # config leaves key_query_shared_bottleneck false). XLA drops the unused compute.
             shared = bottleneck("bottleneck_attention") if cfg.key_query_shared_bottleneck else None
             if cfg.use_bottleneck_attention:
                 query = key = value = layer_input
@@ -230,19 +296,27 @@ class MobileBertBackbone(BertBackbone):
             self.pooler_dense = dense(cfg.hidden_size, ("embed", "embed_out"), cfg, dt, pdt, "pooler")
 
 
-# Presets (google-research/google-research mobilebert/config/*.json; REFERENCES.md).
+# Presets: google-research/google-research mobilebert/config/*.json, read with Google's defaults
+# (tests/test_mobilebert.py checks that each JSON reads back as its preset).
 PRESETS = {
+    # uncased_L-24_H-128_B-512_A-4_F-4_OPT.json: 24.6M parameters without heads
     "mobilebert_uncased_L-24_H-128_B-512_A-4_F-4_OPT": MobileBertConfig(classifier_activation=False),
+    # uncased_L-24_H-128_B-512_A-4_F-2_tiny_OPT.json: Q, K, V from the input bottleneck, 2 FFNs,
+    # no shared Q/K bottleneck (the key is absent: Google's default false)
     "mobilebert_tiny_uncased_L-24_H-128_B-512_A-4_F-2_OPT": MobileBertConfig(
-        classifier_activation=False, use_bottleneck_attention=True, num_feedforward_networks=2),
-    "uncased_L-24_H-1024_B-512_A-4": MobileBertConfig(  # IB-BERT, the teacher
+        classifier_activation=False, use_bottleneck_attention=True,
+        key_query_shared_bottleneck=False, num_feedforward_networks=2),
+    # uncased_L-24_H-1024_B-512_A-4.json, IB-BERT (the teacher): 1024-wide blocks, Q/K/V from the
+    # 512-wide block input, LayerNorm, GELU, 1 FFN, tanh pooler (classifier_activation absent: true)
+    "uncased_L-24_H-1024_B-512_A-4": MobileBertConfig(
         intra_bottleneck_size=1024, intermediate_size=4096, hidden_act="gelu",
-        normalization_type="layer_norm", num_feedforward_networks=1, trigram_input=True,
-        hidden_dropout_prob=0.1, classifier_activation=False),
+        normalization_type="layer_norm", num_feedforward_networks=1,
+        key_query_shared_bottleneck=False, hidden_dropout_prob=0.1, classifier_activation=True),
 }
 for _name, _config in PRESETS.items():
     configs.register_preset(_name, _config)
 configs.ALIASES.update({"mobilebert": "mobilebert_uncased_L-24_H-128_B-512_A-4_F-4_OPT",
                         "mobilebert_tiny": "mobilebert_tiny_uncased_L-24_H-128_B-512_A-4_F-2_OPT",
                         "ib_bert": "uncased_L-24_H-1024_B-512_A-4"})
-configs.CONFIG_CLASSES.insert(0, MobileBertConfig)
+if MobileBertConfig not in configs.CONFIG_CLASSES:
+    configs.CONFIG_CLASSES.insert(0, MobileBertConfig)

@@ -132,14 +132,7 @@ class BertConfig:
 
     @classmethod
     def from_json_file(cls, path: str | Path) -> "BertConfig":
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file {path} does not exist")
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not valid JSON ({e})") from None
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(read_json_object(path), source=str(path))
 
     def _network_fields(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
@@ -233,8 +226,8 @@ def config_from_dict(data: dict[str, Any], source: str = "config") -> Any:
                      f"{[c.model_type for c in CONFIG_CLASSES]}")
 
 
-def load_config(path: str | Path) -> Any:
-    """Reads a `config.json` / `bert_config.json` of any supported family."""
+def read_json_object(path: str | Path) -> dict[str, Any]:
+    """A config file's JSON object, with errors that name the file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file {path} does not exist")
@@ -244,7 +237,12 @@ def load_config(path: str | Path) -> Any:
         raise ValueError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a JSON object")
-    return config_from_dict(data, source=str(path))
+    return data
+
+
+def load_config(path: str | Path) -> Any:
+    """Reads a `config.json` / `bert_config.json` of any supported family."""
+    return config_from_dict(read_json_object(path), source=str(path))
 
 
 # Families register here (flaxbert.mobilebert appends MobileBertConfig on import).

@@ -5,7 +5,9 @@
     distill distill  --config experiments/distill.py:... --workdir runs/kd
 
 Any config field can be overridden with `--config.a.b=value`; an unknown field is an error before
-anything is built. Running the same command again in the same work directory resumes.
+anything is built. Running the same command again in the same work directory resumes. Multi-host
+jobs run one process per host with `--coordinator_address/--num_processes/--process_id` (or none
+of them on a TPU pod or under SLURM); see docs/multihost.md.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ PROGRAMS = {
     "squad": "distill.tasks.squad",
     "eval": "distill.tasks.finetune:evaluate_main",
     "predict": "distill.tasks.finetune:predict_main",
+    "compile": "distill.tasks.aot",
 }
 
 USAGE = (f"usage: distill {{{','.join(PROGRAMS)}}} --config FILE.py[:ARG] --workdir DIR "
@@ -57,6 +60,10 @@ def main(argv: list[str] | None = None) -> None:
     config_flags.DEFINE_config_file("config", None, "experiment config file", flag_values=flags_,
                                     lock_config=True, sys_argv=argv)
     flags.DEFINE_string("workdir", None, "run folder (re-running resumes)", flag_values=flags_)
+    flags.DEFINE_string("coordinator_address", "", "multi-host: host:port of process 0 (empty: "
+                        "detect a TPU pod / SLURM / MPI launch, else one process)", flag_values=flags_)
+    flags.DEFINE_integer("num_processes", 1, "multi-host: number of processes", flag_values=flags_)
+    flags.DEFINE_integer("process_id", 0, "multi-host: this process's rank", flag_values=flags_)
     try:
         flags_(argv)
     except flags.Error as e:  # bad value, missing file: name it, no traceback
@@ -67,6 +74,11 @@ def main(argv: list[str] | None = None) -> None:
     if flags_.config is None or flags_.workdir is None:
         raise SystemExit(f"distill {program}: --config and --workdir are required\n{USAGE}")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from distill import distributed
+    try:
+        distributed.initialize(flags_.coordinator_address, flags_.num_processes, flags_.process_id)
+    except ValueError as e:
+        raise SystemExit(f"distill {program}: {e}") from None
     module_name, _, function = PROGRAMS[program].partition(":")
     entry = getattr(importlib.import_module(module_name), function or "run")
     try:

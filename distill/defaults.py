@@ -41,9 +41,12 @@ def optimizer(**overrides) -> ml_collections.ConfigDict:
 
 
 def mesh(**overrides) -> ml_collections.ConfigDict:
-    return ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1) | overrides)
+    """Axis sizes within a slice / node (data, fsdp, tensor) and across them (dcn_*)."""
+    return ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1,
+                                          dcn_data=1, dcn_fsdp=1, dcn_tensor=1) | overrides)
 
 
 def model(name: str, **overrides) -> ml_collections.ConfigDict:
     """A preset name, a config.json, or a model folder (weights loaded)."""
     return ml_collections.ConfigDict(dict(name=name, dtype="float32", overrides={}) | overrides)
+

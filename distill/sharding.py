@@ -40,25 +40,50 @@ LOGICAL_RULES: tuple[tuple[str, Any], ...] = (
 
 
 def make_mesh(axes: dict[str, int], devices=None) -> Mesh:
-    """A mesh with axes data × fsdp × tensor; one size may be -1 (all remaining devices)."""
+    """A mesh with axes data × fsdp × tensor; one size may be -1 (all remaining devices).
+
+    Multi-slice (TPU slices over DCN) or multi-node GPU: `dcn_data`, `dcn_fsdp`, `dcn_tensor` give
+    how many granules (slices; processes where devices have no slice) each axis spans; `data`,
+    `fsdp`, `tensor` then size the fast interconnect within one granule, and each mesh axis is
+    dcn × ici long, with the granules outermost.
+    """
     devices = list(jax.devices() if devices is None else devices)
-    unknown = set(axes) - set(MESH_AXES)
+    dcn_names = tuple(f"dcn_{name}" for name in MESH_AXES)
+    unknown = set(axes) - set(MESH_AXES) - set(dcn_names)
     if unknown:
-        raise ValueError(f"mesh axes {sorted(unknown)} unknown; expected some of {MESH_AXES}")
-    sizes = {name: int(axes.get(name, 1)) for name in MESH_AXES}
+        raise ValueError(f"mesh axes {sorted(unknown)} unknown; expected some of "
+                         f"{MESH_AXES + dcn_names}")
+    dcn = [int(axes.get(name, 1)) for name in dcn_names]
+    granules = math.prod(dcn)
+    if any(size < 1 for size in dcn) or len(devices) % granules:
+        raise ValueError(f"mesh {dict(axes)}: dcn sizes {dcn} must be >= 1 and divide the "
+                         f"{len(devices)} devices")
+    ici = _resolve({name: int(axes.get(name, 1)) for name in MESH_AXES},
+                   len(devices) // granules, axes)
+    if granules == 1:
+        grid = np.asarray(devices).reshape(ici)
+    else:
+        from jax.experimental import mesh_utils
+        by_process = len({getattr(d, "slice_index", 0) for d in devices}) == 1  # one slice
+        grid = mesh_utils.create_hybrid_device_mesh(ici, dcn, devices,
+                                                    process_is_granule=by_process)
+    return Mesh(grid, MESH_AXES)
+
+
+def _resolve(sizes: dict[str, int], num_devices: int, axes) -> list[int]:
+    """Axis sizes with the one -1 filled in, checked against the device count."""
     fill = [name for name, size in sizes.items() if size == -1]
     if len(fill) > 1:
         raise ValueError(f"mesh: only one axis may be -1, got {fill}")
     known = math.prod(size for size in sizes.values() if size != -1)
     if fill:
-        if len(devices) % known:
-            raise ValueError(f"mesh {axes}: {len(devices)} devices are not divisible by {known}")
-        sizes[fill[0]] = len(devices) // known
+        if num_devices % known:
+            raise ValueError(f"mesh {dict(axes)}: {num_devices} devices are not divisible by {known}")
+        sizes[fill[0]] = num_devices // known
     total = math.prod(sizes.values())
-    if total != len(devices) or any(size < 1 for size in sizes.values()):
-        raise ValueError(f"mesh {sizes} needs {total} devices; {len(devices)} are available")
-    grid = np.asarray(devices).reshape([sizes[name] for name in MESH_AXES])
-    return Mesh(grid, MESH_AXES)
+    if total != num_devices or any(size < 1 for size in sizes.values()):
+        raise ValueError(f"mesh {sizes} needs {total} devices; {num_devices} are available")
+    return [sizes[name] for name in MESH_AXES]
 
 
 def _fit_spec(spec: P, shape: tuple[int, ...], mesh: Mesh) -> P:

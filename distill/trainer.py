@@ -196,7 +196,10 @@ class Trainer:
         frozen_axes = getattr(task, "frozen_axes", None) or {}
         self.frozen_sharding = (sharding.logical_to_sharding(frozen_axes, frozen, self.mesh)
                                 if frozen else {})
-        self.frozen = jax.device_put(frozen, self.frozen_sharding) if frozen else {}
+        # Abstract frozen arrays (ShapeDtypeStructs) are enough for `memory_report`.
+        abstract = any(isinstance(x, jax.ShapeDtypeStruct) for x in jax.tree_util.tree_leaves(frozen))
+        self.frozen = (jax.device_put(frozen, self.frozen_sharding) if frozen and not abstract
+                       else frozen)
 
         replicated = sharding.replicated(self.mesh)
         step = make_train_step(task, self.tx, self.schedule, tcfg.grad_accum_steps)
@@ -231,22 +234,59 @@ class Trainer:
                               opt_state, jax.device_put(self.state_rng, shardings.rng))
 
     def restore(self, data_iter=None) -> TrainState | None:
-        """The latest checkpoint's state (and data-iterator position), or None."""
+        """The latest checkpoint's state (and data-iterator position), or None. The state is
+        restored onto this trainer's mesh and shardings, whatever mesh or process count wrote it."""
         step = self.checkpoints.latest_step()
         if step is None:
             return None
         target = jax.tree_util.tree_map(
             lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
             self.abstract_state, self.state_sharding)
+        state_args = ocp.args.StandardRestore(target)  # orbax reshards onto this mesh
+        is_grain = isinstance(data_iter, grain.DatasetIterator)
+        own_shard = (Path(self.checkpoints.directory) / str(step) / "data" /
+                     f"process_{jax.process_index()}-of-{jax.process_count()}.json")
+        if is_grain and not own_shard.exists():
+            # Saved by another number of processes: grain positions are per process, so this
+            # host's stream is advanced by the steps already taken instead.
+            restored = self.checkpoints.restore(step, args=ocp.args.Composite(state=state_args))
+            log.warning("checkpoint %d was written by another number of processes; advancing "
+                        "the data stream by %d batches", step, step)
+            for _ in range(step):
+                next(data_iter)
+            return restored.state
         restored = self.checkpoints.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(target), data=_data_restore_args(data_iter)))
-        if not isinstance(data_iter, grain.DatasetIterator) and hasattr(data_iter, "set_state"):
+            state=state_args, data=_data_restore_args(data_iter)))
+        if not is_grain and hasattr(data_iter, "set_state"):
             data_iter.set_state(restored.data)
         return restored.state
 
     def save(self, state: TrainState, data_iter, force: bool = False) -> None:
         self.checkpoints.save(int(state.step), force=force, args=ocp.args.Composite(
             state=ocp.args.StandardSave(state), data=_data_save_args(data_iter)))
+
+    def memory_report(self, batch: dict[str, jax.ShapeDtypeStruct]) -> dict[str, float]:
+        """Compiles the train step ahead of time for abstract inputs (nothing is allocated or run)
+        and returns XLA's per-device memory figures in bytes, plus the step's FLOPs."""
+        def placed(tree, shardings):
+            return jax.tree_util.tree_map(
+                lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings)
+
+        state = placed(self.abstract_state, self.state_sharding)
+        frozen = placed(self.frozen, self.frozen_sharding) if self.frozen else {}
+        batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=self.batch_sharding)
+                 for k, v in batch.items()}
+        with self.mesh:
+            compiled = self.train_step.lower(state, frozen, batch).compile()
+        memory = compiled.memory_analysis()
+        cost = compiled.cost_analysis()
+        cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+        report = {name: float(getattr(memory, f"{name}_size_in_bytes"))
+                  for name in ("argument", "output", "temp", "alias", "generated_code")}
+        # donated state buffers are reused for the outputs, so they count once
+        report["peak"] = report["argument"] + report["output"] + report["temp"] - report["alias"]
+        report["flops"] = float(cost.get("flops", 0.0)) if cost else 0.0
+        return report
 
     # --- loops ------------------------------------------------------------------------------
     def evaluate(self, params, batches: Iterable[dict[str, np.ndarray]]) -> dict[str, float]:

@@ -39,6 +39,7 @@ from distill.data import tasks as task_data
 from distill.data.features import encode_examples, eval_batches, num_examples, train_batches
 from distill.tasks.common import ModelSpec, box, plot_curves, prepare_workdir, write_json
 from distill.tasks.finetune import derive_num_steps, dev_splits, load_splits
+from distill.distributed import host_copy
 from distill.trainer import Trainer
 from flaxbert.params import flatten, logical_axes, unflatten
 from flaxbert.pretrained import from_pretrained, save_pretrained
@@ -441,9 +442,9 @@ def run(config, workdir: str | Path) -> dict:
                                             jax.tree_util.tree_leaves(state.params["student"])))}
     if teacher_heads:  # the distilled classifier on the labelled task, as it stands
         result.update({split: accuracy(state.params, split) for split in dev})
+    student_params = host_copy(state.params["student"])
     if jax.process_index() == 0:
-        save_pretrained(workdir / "export", student.model, jax.device_get(state.params["student"]),
-                        tokenizer)
+        save_pretrained(workdir / "export", student.model, student_params, tokenizer)
         write_json(workdir / "result.json", result)
         plot_curves(workdir, ["loss", *[t["name"] for t in task.terms]])
     log.info("distillation done: %s", result)

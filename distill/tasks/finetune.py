@@ -25,6 +25,7 @@ from distill import metrics as glue
 from distill.data import tasks as task_data
 from distill.data.features import encode_examples, eval_batches, num_examples, train_batches
 from distill.tasks.common import ModelSpec, plot_curves, prepare_workdir, write_json
+from distill.distributed import host_copy
 from distill.trainer import Trainer
 from flaxbert.pretrained import save_pretrained
 
@@ -157,10 +158,12 @@ def run(config, workdir: str | Path) -> dict:
 
     def evaluate(state):
         results = score(trainer, task, state.params, features, pairs, bs)
-        if main and results[main] > best["score"] and jax.process_index() == 0:
+        if main and results[main] > best["score"]:
             best.update(score=results[main], step=int(state.step), dev=results)
-            save_pretrained(workdir / "best", task.model, jax.device_get(state.params), tokenizer)
-            write_json(best_file, best)
+            params = host_copy(state.params)
+            if jax.process_index() == 0:
+                save_pretrained(workdir / "best", task.model, params, tokenizer)
+                write_json(best_file, best)
         return results
 
     train = train_batches(features["train"], bs // jax.process_count(), seed=config.trainer.seed,

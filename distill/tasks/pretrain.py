@@ -19,6 +19,7 @@ import numpy as np
 
 from distill.data.pretraining import text_to_pretraining_dataset
 from distill.tasks.common import ModelSpec, plot_curves, prepare_workdir, write_json
+from distill.distributed import host_copy
 from distill.trainer import Trainer
 from flaxbert.pretrained import save_pretrained
 
@@ -145,8 +146,9 @@ def run(config, workdir: str | Path) -> dict:
               "parameters": int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(state.params)))}
     if "nsp_accuracy" in final:
         result["eval_nsp_accuracy"] = final["nsp_accuracy"]
+    params = host_copy(state.params)
     if jax.process_index() == 0:
-        save_pretrained(workdir / "export", spec.model, jax.device_get(state.params), tokenizer)
+        save_pretrained(workdir / "export", spec.model, params, tokenizer)
         plot_curves(workdir, ["loss", "mlm_accuracy", "eval_mlm_accuracy"])
         write_json(workdir / "result.json", result)
     log.info("pre-training done: %s", result)

@@ -18,6 +18,7 @@ from distill.data import squad
 from distill.data.features import eval_batches, train_batches
 from distill.tasks.common import ModelSpec, prepare_workdir, write_json
 from distill.tasks.finetune import derive_num_steps
+from distill.distributed import host_copy
 from distill.trainer import Trainer
 from flaxbert.pretrained import save_pretrained
 
@@ -106,8 +107,9 @@ def run(config, workdir: str | Path) -> dict:
                                       seed=config.trainer.seed, buckets=(d.max_seq_length,)),
                         evaluate)
     result = {"steps": int(state.step), "dev": trainer.last_eval}
+    params = host_copy(state.params)
     if jax.process_index() == 0:
-        save_pretrained(workdir / "export", spec.model, jax.device_get(state.params), tokenizer)
+        save_pretrained(workdir / "export", spec.model, params, tokenizer)
         write_json(workdir / "result.json", result)
     log.info("SQuAD done: %s", result)
     return result

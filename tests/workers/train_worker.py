@@ -1,7 +1,13 @@
 """Runs a short BERT-Tiny-shaped MLM+NSP training in its own process (so a test can choose the
-device count with XLA_FLAGS, or SIGKILL it mid-run) and prints a JSON summary on the last line.
+device count with XLA_FLAGS, run it as one of several jax.distributed processes, or SIGKILL it
+mid-run) and prints a JSON summary on the last line.
 
     python tests/workers/train_worker.py WORKDIR --steps 20 --mesh data=2,fsdp=4 [--grad-accum 2]
+    python tests/workers/train_worker.py WORKDIR --coordinator 127.0.0.1:PORT --num-processes 2 \
+        --process-id 0   # and the same with --process-id 1
+
+Every topology sees the same global batches: each process feeds its own contiguous rows of the
+single stream, as `jax.make_array_from_process_local_data` expects.
 """
 
 import argparse
@@ -11,7 +17,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from distill import defaults
+from distill import defaults, distributed
 from distill.data.pretraining import VocabInfo, make_pretraining_dataset
 from distill.tasks.common import ModelSpec
 from distill.tasks.pretrain import MaskedLMTask
@@ -64,20 +70,32 @@ def main():
     parser.add_argument("--checkpoint-every", type=int, default=1000)
     parser.add_argument("--mesh", default="data=1")
     parser.add_argument("--dropout", type=float, default=0.1)
+    parser.add_argument("--coordinator", default="")
+    parser.add_argument("--num-processes", type=int, default=1)
+    parser.add_argument("--process-id", type=int, default=0)
     parser.add_argument("--distill", action="store_true",
                         help="distil a 4-layer teacher into the model (hidden, attention, MLM terms)")
     args = parser.parse_args()
+    distributed.initialize(args.coordinator, args.num_processes, args.process_id)
     cfg = config(args)
+    rows = args.batch_size // jax.process_count()
+    first = jax.process_index() * rows
+
+    def local_rows(batch):
+        batch = {k: v[first:first + rows] for k, v in batch.items()}
+        if args.distill:
+            batch["example_weight"] = np.ones(rows, np.float32)
+        return batch
+
     data = make_pretraining_dataset(corpus(), VOCAB, batch_size=args.batch_size, max_seq_length=32,
-                                    max_predictions_per_seq=5, nsp=True, seed=7)
+                                    max_predictions_per_seq=5, nsp=True, seed=7).map(local_rows)
     if args.distill:
         task = distill_task(cfg)
-        data = ({**b, "example_weight": np.ones(len(b["input_word_ids"]), np.float32)} for b in data)
     else:
         task = MaskedLMTask(ModelSpec(cfg.model, ("mlm", "nsp")), nsp=True)
     trainer = Trainer(task, cfg, args.workdir)
     state = trainer.fit(iter(data))
-    params = jax.device_get(state.params)
+    params = distributed.host_copy(state.params)
     student = state.params["student"] if args.distill else state.params
     layer = student["backbone"]["layer_0"]["intermediate"]["kernel"]
     print(json.dumps({
@@ -86,8 +104,10 @@ def main():
         "kernel_spec": str(layer.sharding.spec),
         "kernel_shard_shape": list(layer.addressable_shards[0].data.shape),
         "devices": jax.device_count(),
+        "processes": jax.process_count(),
     }))
-    np.savez(f"{args.workdir}/final_params.npz", **flatten(params))
+    if jax.process_index() == 0:
+        np.savez(f"{args.workdir}/final_params.npz", **flatten(params))
 
 
 if __name__ == "__main__":

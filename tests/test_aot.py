@@ -1,0 +1,47 @@
+"""`distill compile`: the ahead-of-time check reports per-device memory for a BERT-Large teacher
+and a BERT-Small student on an 8-device mesh without allocating or running anything."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from flaxbert import Model, abstract_params, get_config
+
+pytestmark = pytest.mark.slow
+
+
+def parameter_bytes(preset: str) -> int:
+    leaves = jax.tree_util.tree_leaves(abstract_params(Model(get_config(preset), heads=())))
+    return sum(math.prod(x.shape) * np.dtype(x.dtype).itemsize for x in leaves)
+
+
+def test_compile_reports_memory_per_device_for_large_teacher_and_small_student(tmp_path):
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
+    cmd = [sys.executable, "-m", "distill.cli", "compile", "--config",
+           "experiments/distill.py:tinybert", "--workdir", str(tmp_path),
+           "--config.teacher.name=large", "--config.model.name=small",
+           "--config.mesh.data=2", "--config.mesh.fsdp=4", "--config.trainer.batch_size=32",
+           "--config.data.max_seq_length=128"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "per device: arguments" in proc.stdout
+    report = json.loads((tmp_path / "compile_report.json").read_text())
+    assert report["devices"] == 8 and report["mesh"] == {"data": 2, "fsdp": 4, "tensor": 1}
+    # Arguments per device: the frozen teacher (fp32) and the student's params + two Adam moments,
+    # each split 4 ways by fsdp (replicated over data), plus 1/8 of the batch.
+    teacher, student = parameter_bytes("large"), parameter_bytes("small")
+    batch = 32 * (3 * 128 * 4 + 3 * 4) / 8
+    expected = (teacher + 3 * student) / 4 + batch
+    assert 0.97 < report["argument"] / expected < 1.03, (report["argument"], expected)
+    # the whole teacher alone would not fit this per-device figure: sharding really happened
+    assert report["argument"] < teacher
+    # training needs activations beyond the arguments; donated state is counted once
+    assert report["temp"] > 0 and report["peak"] > report["argument"]
+    assert report["alias"] > 0.9 * 3 * student / 4
+    assert report["flops"] > 0

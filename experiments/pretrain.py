@@ -29,6 +29,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
         short_seq_prob=0.1,
         nsp=False,
         whole_word_masking=False,
+        pack=False,                 # several short instances per row (needs nsp=False)
         dupe_factor=5,
         seed=12345,
     ))

@@ -89,6 +89,16 @@ def check_inputs(config, input_word_ids, input_mask, input_type_ids):
     return input_mask, input_type_ids
 
 
+def attention_mask(input_mask, packed: bool):
+    """[batch, 1, 1|query, key] bool. Unpacked: keys with input_mask > 0. Packed (several
+    sequences per row, `input_mask` = their segment numbers 1, 2, ..., 0 = padding): a query sees
+    the keys of its own segment only."""
+    if not packed:
+        return (input_mask > 0)[:, None, None, :]
+    same = input_mask[:, :, None] == input_mask[:, None, :]
+    return (same & (input_mask[:, None, :] > 0))[:, None]
+
+
 def constrain(x, axes):
     """Activation sharding hint in logical axes; a no-op outside `nn.logical_axis_rules`."""
     return nn.with_logical_constraint(x, axes)
@@ -111,8 +121,9 @@ class BertEmbeddings(nn.Module):
         self.layer_norm = layer_norm(cfg, dt, pdt, "layer_norm")
         self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
 
-    def __call__(self, input_word_ids, input_type_ids, deterministic: bool):
-        positions = jnp.arange(input_word_ids.shape[1])[None, :]
+    def __call__(self, input_word_ids, input_type_ids, deterministic: bool, positions=None):
+        if positions is None:
+            positions = jnp.arange(input_word_ids.shape[1])[None, :]
         x = (self.word_embeddings(input_word_ids) + self.position_embeddings(positions)
              + self.token_type_embeddings(input_type_ids))
         return self.dropout(self.layer_norm(x), deterministic=deterministic)
@@ -138,6 +149,7 @@ class SelfAttention(nn.Module):
     @nn.compact
     def __call__(self, query_input, key_input, value_input, mask, deterministic: bool,
                  output_attentions: bool = False):
+        """`mask`: bool, broadcastable to [batch, heads, query, key] (see `attention_mask`)."""
         cfg, dt, pdt = self.config, self.dtype, self.param_dtype
         heads = (self.num_heads, self.head_dim)
         q = dense(heads, ("embed", "heads", "kv"), cfg, dt, pdt, "query")(query_input)
@@ -148,10 +160,8 @@ class SelfAttention(nn.Module):
         if output_attentions or dropout_active or self.mask_value is not None:
             logits = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32) / jnp.sqrt(
                 jnp.float32(self.head_dim))
-            if self.mask_value is None:
-                logits = jnp.where(mask[:, None, None, :], logits, jnp.finfo(jnp.float32).min)
-            else:
-                logits = jnp.where(mask[:, None, None, :], logits, jnp.float32(self.mask_value))
+            fill = jnp.finfo(jnp.float32).min if self.mask_value is None else self.mask_value
+            logits = jnp.where(mask, logits, jnp.float32(fill))
             probs = jax.nn.softmax(logits, axis=-1)
             dropped = nn.Dropout(cfg.attention_probs_dropout_prob)(probs, deterministic=deterministic)
             context = jnp.einsum("bhqk,bkhd->bqhd", dropped.astype(dt), v)
@@ -159,7 +169,7 @@ class SelfAttention(nn.Module):
                 extras = {"attention_logits": logits, "attention_probs": probs,
                           "attention_values": v}
         else:
-            context = jax.nn.dot_product_attention(q, k, v, mask=mask[:, None, None, :])
+            context = jax.nn.dot_product_attention(q, k, v, mask=mask)
         return context, extras
 
 
@@ -216,13 +226,17 @@ class BertBackbone(nn.Module):
             self.pooler_dense = dense(cfg.hidden_size, ("embed", "embed_out"), cfg, dt, pdt, "pooler")
 
     def __call__(self, input_word_ids, input_mask=None, input_type_ids=None, *,
-                 deterministic: bool = True, output_attentions: bool = False):
+                 input_positions=None, deterministic: bool = True,
+                 output_attentions: bool = False):
+        """`input_positions` given = packed rows: `input_mask` holds segment numbers and
+        positions restart in each segment (see `attention_mask`)."""
         input_mask, input_type_ids = check_inputs(self.config, input_word_ids, input_mask,
                                                   input_type_ids)
-        x = self.embeddings(input_word_ids, input_type_ids, deterministic)
+        x = self.embeddings(input_word_ids, input_type_ids, deterministic, input_positions)
         x = constrain(x, ("batch", "length", "act_embed"))
-        outputs, attention = collect_layer_outputs(self.layers, x, input_mask.astype(bool),
-                                                   deterministic, output_attentions)
+        mask = attention_mask(input_mask, packed=input_positions is not None)
+        outputs, attention = collect_layer_outputs(self.layers, x, mask, deterministic,
+                                                   output_attentions)
         sequence_output = outputs[-1] if outputs else x
         cls = sequence_output[:, 0]
         pooled = jnp.tanh(self.pooler_dense(cls)) if hasattr(self, "pooler_dense") else cls

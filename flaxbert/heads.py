@@ -103,10 +103,11 @@ class Model(nn.Module):
             self.span = dense(2, ("embed", "labels"), cfg, dt, pdt, "span")
 
     def __call__(self, input_word_ids, input_mask=None, input_type_ids=None,
-                 masked_lm_positions=None, *, deterministic: bool = True,
+                 masked_lm_positions=None, *, input_positions=None, deterministic: bool = True,
                  output_attentions: bool = False) -> dict[str, Any]:
         out = self.backbone(input_word_ids, input_mask, input_type_ids,
-                            deterministic=deterministic, output_attentions=output_attentions)
+                            input_positions=input_positions, deterministic=deterministic,
+                            output_attentions=output_attentions)
         if "mlm" in self.heads:
             seq = out["sequence_output"]
             hidden = seq if masked_lm_positions is None else gather_positions(seq, masked_lm_positions)

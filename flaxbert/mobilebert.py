@@ -205,7 +205,7 @@ class MobileBertEmbeddings(nn.Module):
         self.norm = norm(cfg, dt, pdt, "norm", eps=DEFAULT_LN_EPS)
         self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
 
-    def __call__(self, input_word_ids, input_type_ids, deterministic: bool):
+    def __call__(self, input_word_ids, input_type_ids, deterministic: bool, positions=None):
         cfg = self.config
         x = self.word_embeddings(input_word_ids)
         if cfg.trigram_input:
@@ -214,7 +214,8 @@ class MobileBertEmbeddings(nn.Module):
             x = jnp.concatenate([nxt, x, prev], axis=-1)
         if cfg.trigram_input or cfg.embedding_size != cfg.hidden_size:
             x = self.embedding_transformation(x)
-        positions = jnp.arange(input_word_ids.shape[1])[None, :]
+        if positions is None:
+            positions = jnp.arange(input_word_ids.shape[1])[None, :]
         x = x + self.position_embeddings(positions) + self.token_type_embeddings(input_type_ids)
         return self.dropout(self.norm(x), deterministic=deterministic)
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
+from distill.data.pretraining import MAX_SEGMENTS_PER_ROW, packed_predictions
 from distill.tasks.common import ModelSpec, dtype, prepare_workdir, write_json
 from distill.tasks.distill import DistillTask
 from distill.tasks.pretrain import MaskedLMTask
@@ -69,6 +70,9 @@ def batch_spec(config) -> dict[str, jax.ShapeDtypeStruct]:
         p = config.data.max_predictions_per_seq
         spec.update(masked_lm_positions=ints(b, p), masked_lm_ids=ints(b, p),
                     masked_lm_weights=floats(b, p), next_sentence_labels=ints(b))
+        if config.data.get("pack", False):
+            spec.update(input_positions=ints(b, length), masked_lm_positions=ints(
+                b, packed_predictions(length, config.data.masked_lm_prob, MAX_SEGMENTS_PER_ROW)))
     return spec
 
 

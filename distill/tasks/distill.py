@@ -197,7 +197,7 @@ class DistillTask:
     def _apply(self, model, params, batch, rng=None):
         return model.apply({"params": params}, batch["input_word_ids"], batch["input_mask"],
                            batch["input_type_ids"], batch.get("masked_lm_positions"),
-                           deterministic=rng is None, output_attentions=self.needs_attention,
+                           input_positions=batch.get("input_positions"), deterministic=rng is None, output_attentions=self.needs_attention,
                            rngs={"dropout": rng} if rng is not None else {})
 
     def teacher_outputs(self, frozen, batch):
@@ -214,7 +214,7 @@ class DistillTask:
 
     def term_losses(self, params, s_out, t_out, batch, step=0) -> dict[str, jax.Array]:
         """Each term's value (a mean over its valid elements) on one batch."""
-        mask = batch["input_mask"]
+        mask = (batch["input_mask"] > 0).astype(jnp.int32)  # packed rows hold segment numbers
         w = batch["example_weight"]
         out = {}
         for term in self.terms:

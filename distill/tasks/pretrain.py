@@ -57,7 +57,8 @@ class MaskedLMTask:
     def _forward(self, params, batch, rng=None):
         return self.model.apply(
             {"params": params}, batch["input_word_ids"], batch["input_mask"],
-            batch["input_type_ids"], batch["masked_lm_positions"], deterministic=rng is None,
+            batch["input_type_ids"], batch["masked_lm_positions"],
+            input_positions=batch.get("input_positions"), deterministic=rng is None,
             rngs={"dropout": rng} if rng is not None else {})
 
     def denominators(self, batch):
@@ -111,7 +112,7 @@ def datasets(config, tokenizer):
     d = config.data
     common = dict(max_seq_length=d.max_seq_length, max_predictions_per_seq=d.max_predictions_per_seq,
                   masked_lm_prob=d.masked_lm_prob, short_seq_prob=d.short_seq_prob, nsp=d.nsp,
-                  whole_word_masking=d.whole_word_masking,
+                  whole_word_masking=d.whole_word_masking, pack=d.pack,
                   process_index=jax.process_index(), process_count=jax.process_count(),
                   sentences_per_document=d.sentences_per_document)
     per_host = config.trainer.batch_size // jax.process_count()

@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export FLAXBERT_ASSETS ?= $(HOME)/.cache/flaxbert/assets
 
-.PHONY: install assets test test-fast demo lint clean
+.PHONY: install assets test test-fast demo bench lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ test-fast: install assets
 
 demo: install assets
 	$(VENV)/bin/distill recipe --config experiments/recipe.py:demo --workdir runs/demo
+
+bench: install assets
+	$(PY) benchmarks/run.py --out docs/benchmarks.md
 
 lint: install
 	$(PY) -m pip install -q ruff && $(VENV)/bin/ruff check flaxbert distill tests experiments

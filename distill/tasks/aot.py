@@ -67,12 +67,13 @@ def batch_spec(config) -> dict[str, jax.ShapeDtypeStruct]:
             "input_type_ids": ints(b, length), "example_weight": floats(b),
             "has_label": floats(b), "label": ints(b)}
     if _uses_mlm(config):
-        p = config.data.max_predictions_per_seq
+        d = config.data
+        p = (packed_predictions(length, d.masked_lm_prob, MAX_SEGMENTS_PER_ROW)
+             if d.get("pack", False) else d.max_predictions_per_seq)
         spec.update(masked_lm_positions=ints(b, p), masked_lm_ids=ints(b, p),
                     masked_lm_weights=floats(b, p), next_sentence_labels=ints(b))
-        if config.data.get("pack", False):
-            spec.update(input_positions=ints(b, length), masked_lm_positions=ints(
-                b, packed_predictions(length, config.data.masked_lm_prob, MAX_SEGMENTS_PER_ROW)))
+        if d.get("pack", False):
+            spec["input_positions"] = ints(b, length)
     return spec
 
 

@@ -1,0 +1,454 @@
+"""`make bench`: flaxbert's train steps against transformers (PyTorch) on this machine, same run.
+
+    python benchmarks/run.py --out docs/benchmarks.md [--quick]
+
+Measures, each pair back to back in one process:
+  * the machine's matmul peak (jnp.dot and torch.matmul, f32 on CPU, bf16 on accelerators);
+  * the MLM pre-training step (BERT tiny/mini/small/medium/base, seq 128): flaxbert's jitted
+    Trainer step (AdamW) vs `BertForMaskedLM` + `torch.optim.AdamW`, same sizes, batch and masks;
+  * a distillation step (BERT-Base teacher → tiny / small student; MLM soft cross-entropy +
+    uniform hidden-state MSE through a projection): ours vs the same losses written in PyTorch;
+  * sequence packing on real text (the demo's pre-training data) against padded batches;
+  * the input pipeline's batches/s against what the fastest step consumes;
+  * for the MFU shortfall: the model's own matmul shapes timed in isolation (what the hardware
+    gives at those shapes bounds what a step can reach).
+
+Useful FLOPs use one formula for both frameworks (6·N per token for the trained matmul weights,
+2·N for a frozen teacher, attention's T² terms, the MLM head at the masked positions only);
+HF's MLM head also projects every unmasked position, work we do not count as useful.
+Writes the tables, machine and versions to --out and prints them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from distill import defaults  # noqa: E402
+from distill.tasks.common import ModelSpec  # noqa: E402
+from distill.tasks.distill import DistillTask  # noqa: E402
+from distill.tasks.pretrain import MaskedLMTask  # noqa: E402
+from distill.trainer import Trainer, place_batch  # noqa: E402
+from flaxbert import Model, get_config  # noqa: E402
+from flaxbert.params import abstract_params  # noqa: E402
+
+SEQ = 128
+PREDICTIONS = 20  # 15% of 128, BERT's max_predictions_per_seq
+ACCELERATOR = jax.default_backend() != "cpu"
+BATCH = {"tiny": 32, "mini": 32, "small": 16, "medium": 8, "base": 8}
+if ACCELERATOR:
+    BATCH = {"tiny": 256, "mini": 256, "small": 128, "medium": 64, "base": 64}
+GOALS = "MLM step ≥ 4× PyTorch tokens/s (tiny), ≥ 2× (mini … base); MFU ≥ 80% (medium, base); " \
+        "packing ≥ 1.3×; input pipeline ≥ 5× the step's consumption"
+
+
+# --- timing --------------------------------------------------------------------------------------
+def timed(fn, *, min_steps=3, min_seconds=4.0, warmup=2) -> float:
+    """Median seconds per call of `fn` (which must block until its work is done)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    start = time.perf_counter()
+    while len(times) < min_steps or time.perf_counter() - start < min_seconds:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+        if len(times) >= 50:
+            break
+    return statistics.median(times)
+
+
+def matmul_peak(n: int) -> dict[str, float]:
+    """FLOP/s of an n×n×n matmul: jax (the peak MFU is measured against) and torch."""
+    import torch
+
+    dtype = jnp.bfloat16 if ACCELERATOR else jnp.float32
+    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), dtype)
+    f = jax.jit(lambda x: x @ x)
+    ours = timed(lambda: f(a).block_until_ready(), min_seconds=2.0)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    t = torch.randn(n, n, device=device,
+                    dtype=torch.bfloat16 if device == "cuda" else torch.float32)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    theirs = timed(lambda: (t @ t, sync()), min_seconds=2.0)
+    return {"jax": 2 * n**3 / ours, "torch": 2 * n**3 / theirs}
+
+
+# --- FLOPs ---------------------------------------------------------------------------------------
+def matmul_weights(config) -> int:
+    """Parameters that multiply activations (embedding tables are lookups)."""
+    flat = jax.tree_util.tree_flatten_with_path(abstract_params(Model(config, heads=())))[0]
+    return sum(math.prod(x.shape) for path, x in flat
+               if getattr(path[-1], "key", None) != "embedding")
+
+
+def forward_flops(config, batch: int) -> float:
+    """One forward pass: 2·N per token, attention's QKᵀ and AV (4·T²·H per layer per sequence),
+    the MLM head at the masked positions (transform + vocab projection)."""
+    h, v = config.hidden_size, config.vocab_size
+    tokens = batch * SEQ
+    return (2 * matmul_weights(config) * tokens
+            + 4 * config.num_hidden_layers * batch * SEQ * SEQ * h
+            + 2 * batch * PREDICTIONS * (h * h + h * v))
+
+
+# --- batches -------------------------------------------------------------------------------------
+def mlm_batch(batch: int, vocab: int, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(1000, vocab, (batch, SEQ)).astype(np.int32)
+    positions = np.sort(np.stack([rng.choice(np.arange(1, SEQ - 1), PREDICTIONS, replace=False)
+                                  for _ in range(batch)]), axis=1).astype(np.int32)
+    return {"input_word_ids": ids, "input_mask": np.ones_like(ids),
+            "input_type_ids": np.zeros_like(ids), "masked_lm_positions": positions,
+            "masked_lm_ids": np.take_along_axis(ids, positions, 1),
+            "masked_lm_weights": np.ones((batch, PREDICTIONS), np.float32),
+            "example_weight": np.ones(batch, np.float32)}
+
+
+def trainer_config(model: str, batch: int) -> ml_collections.ConfigDict:
+    cfg = ml_collections.ConfigDict()
+    cfg.model = defaults.model(model, overrides={"hidden_dropout_prob": 0.0,
+                                                 "attention_probs_dropout_prob": 0.0})
+    cfg.trainer = defaults.trainer(batch_size=batch, num_steps=1000)
+    cfg.optimizer = defaults.optimizer(lr=1e-4)
+    cfg.mesh = defaults.mesh()
+    return cfg
+
+
+def our_step(task, cfg, batch) -> float:
+    with tempfile.TemporaryDirectory() as workdir:
+        trainer = Trainer(task, cfg, workdir)
+        state = trainer.initial_state()
+        placed = place_batch(batch, trainer.batch_sharding)
+        holder = {"state": state}
+
+        def step():
+            holder["state"], metrics = trainer.train_step(holder["state"], trainer.frozen, placed)
+            jax.block_until_ready(metrics["loss"])
+
+        with trainer.mesh:
+            return timed(step)
+
+
+# --- PyTorch peers -------------------------------------------------------------------------------
+def torch_config(config, **extra):
+    from transformers import BertConfig as HFConfig
+
+    return HFConfig(vocab_size=config.vocab_size, hidden_size=config.hidden_size,
+                    num_hidden_layers=config.num_hidden_layers,
+                    num_attention_heads=config.num_attention_heads,
+                    intermediate_size=config.intermediate_size, hidden_act="gelu",
+                    max_position_embeddings=config.max_position_embeddings,
+                    hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, **extra)
+
+
+def torch_tensors(batch, device):
+    import torch
+
+    ids = torch.from_numpy(batch["input_word_ids"]).long().to(device)
+    labels = torch.full_like(ids, -100)
+    rows = torch.arange(len(ids))[:, None]
+    pos = torch.from_numpy(batch["masked_lm_positions"]).long()
+    labels[rows, pos] = torch.from_numpy(batch["masked_lm_ids"]).long().to(device)
+    return ids, torch.ones_like(ids), labels, pos.to(device)
+
+
+def torch_mlm_step(config, batch) -> float:
+    import torch
+    from transformers import BertForMaskedLM
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = BertForMaskedLM(torch_config(config)).to(device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
+    ids, mask, labels, _ = torch_tensors(batch, device)
+
+    def step():
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        loss.item()
+
+    return timed(step)
+
+
+def torch_distill_step(teacher_cfg, student_cfg, batch) -> float:
+    """The same objective as DISTILL_TERMS: soft CE on MLM logits at the masked positions (T=1)
+    + MSE of projected student hidden states to every (Lt/Ls)-th teacher layer and embeddings."""
+    import torch
+    import torch.nn.functional as F
+    from transformers import BertForMaskedLM
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    teacher = BertForMaskedLM(torch_config(teacher_cfg)).to(device).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    student = BertForMaskedLM(torch_config(student_cfg)).to(device).train()
+    project = torch.nn.Linear(student_cfg.hidden_size, teacher_cfg.hidden_size).to(device)
+    params = list(student.parameters()) + list(project.parameters())
+    opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.01)
+    ids, mask, _, pos = torch_tensors(batch, device)
+    rows = torch.arange(len(ids), device=device)[:, None]
+    every = teacher_cfg.num_hidden_layers // student_cfg.num_hidden_layers
+
+    def masked_logits(model, hidden):
+        return model.cls(hidden[rows, pos])
+
+    def step():
+        with torch.no_grad():
+            t_out = teacher.bert(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+            t_logits = masked_logits(teacher, t_out.last_hidden_state)
+        s_out = student.bert(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+        s_logits = masked_logits(student, s_out.last_hidden_state)
+        soft = -(F.softmax(t_logits, -1) * F.log_softmax(s_logits, -1)).sum(-1).mean()
+        hidden = sum(F.mse_loss(project(s_out.hidden_states[m]), t_out.hidden_states[m * every])
+                     for m in range(student_cfg.num_hidden_layers + 1))
+        loss = soft + hidden / (student_cfg.num_hidden_layers + 1)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        loss.item()
+
+    return timed(step)
+
+
+DISTILL_TERMS = [dict(feature="mlm_logits", loss="soft_ce", weight=1.0, temperature=1.0),
+                 dict(feature="hidden", loss="mse", weight=1.0, layers="uniform")]
+
+
+def our_distill_step(teacher_cfg, student_name, batch) -> float:
+    from flaxbert import init_params
+
+    cfg = trainer_config(student_name, len(batch["input_word_ids"]))
+    cfg.distill = ml_collections.ConfigDict(dict(alpha=1.0, terms=DISTILL_TERMS))
+    teacher = Model(teacher_cfg, heads=("mlm",))
+    task = DistillTask(cfg, ModelSpec(cfg.model, ("mlm",)), teacher, init_params(teacher, 1))
+    return our_step(task, cfg, batch)
+
+
+# --- sections ------------------------------------------------------------------------------------
+def mlm_section(sizes, peak):
+    rows = []
+    for name in sizes:
+        config = get_config(name).replace(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+        batch = mlm_batch(BATCH[name], config.vocab_size)
+        cfg = trainer_config(name, BATCH[name])
+        ours = our_step(MaskedLMTask(ModelSpec(cfg.model, ("mlm",)), nsp=False), cfg, batch)
+        theirs = torch_mlm_step(config, batch)
+        flops = 3 * forward_flops(config, BATCH[name])
+        tokens = BATCH[name] * SEQ
+        rows.append(dict(model=name, batch=BATCH[name], ours_tokens=tokens / ours,
+                         torch_tokens=tokens / theirs, ratio=theirs / ours,
+                         ours_mfu=flops / ours / peak, torch_mfu=flops / theirs / peak,
+                         ours_s=ours, torch_s=theirs))
+        print(f"mlm {name}: ours {tokens / ours:,.0f} tok/s, torch {tokens / theirs:,.0f} tok/s, "
+              f"×{theirs / ours:.2f}, MFU {flops / ours / peak:.1%}", flush=True)
+    return rows
+
+
+def distill_section(students, peak):
+    rows = []
+    teacher_cfg = get_config("base").replace(hidden_dropout_prob=0.0,
+                                             attention_probs_dropout_prob=0.0)
+    for name in students:
+        student_cfg = get_config(name).replace(hidden_dropout_prob=0.0,
+                                               attention_probs_dropout_prob=0.0)
+        b = BATCH["base"]
+        batch = mlm_batch(b, teacher_cfg.vocab_size, seed=1)
+        ours = our_distill_step(teacher_cfg, name, batch)
+        theirs = torch_distill_step(teacher_cfg, student_cfg, batch)
+        flops = forward_flops(teacher_cfg, b) + 3 * forward_flops(student_cfg, b)
+        rows.append(dict(model=f"base → {name}", batch=b, ours_tokens=b * SEQ / ours,
+                         torch_tokens=b * SEQ / theirs, ratio=theirs / ours,
+                         ours_mfu=flops / ours / peak, torch_mfu=flops / theirs / peak,
+                         ours_s=ours, torch_s=theirs))
+        print(f"distill base → {name}: ×{theirs / ours:.2f}", flush=True)
+    return rows
+
+
+def real_text_batches(pack: bool, batch: int, sentences_per_document: int | None = None):
+    """The demo's pre-training text (experiments/pretrain.py) at seq 128."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+    import pretrain as experiment
+
+    from distill.data.pretraining import text_to_pretraining_dataset
+    from flaxbert.tokenization import load_tokenizer
+
+    d = experiment.get_config("tiny").data
+    tokenizer = load_tokenizer(d.vocab)
+    return text_to_pretraining_dataset(
+        d.train, tokenizer, batch_size=batch, max_seq_length=SEQ,
+        max_predictions_per_seq=PREDICTIONS, masked_lm_prob=d.masked_lm_prob,
+        short_seq_prob=d.short_seq_prob, nsp=False, dupe_factor=1, seed=d.seed, pack=pack,
+        sentences_per_document=sentences_per_document or d.sentences_per_document)
+
+
+def packing_section():
+    """Real (non-padding) tokens per second of BERT-Tiny MLM steps on the demo's text taken as
+    it is (each tweet / review / editorial snippet its own document), padded vs packed; and the
+    demo's workaround for short texts (pseudo-documents of 8 unrelated snippets), padded."""
+    out = {}
+    b = BATCH["tiny"]
+    for key, pack, per_doc in (("padded", False, 1), ("packed", True, 1),
+                               ("padded, 8-snippet pseudo-documents", False, None)):
+        it = iter(real_text_batches(pack, b, per_doc))
+        batches = [next(it) for _ in range(8)]
+        fill = float(np.mean([(x["input_mask"] > 0).mean() for x in batches]))
+        cfg = trainer_config("tiny", b)
+        seconds = our_step(MaskedLMTask(ModelSpec(cfg.model, ("mlm",)), nsp=False), cfg,
+                           batches[0])
+        out[key] = dict(fill=fill, seconds=seconds, real_tokens=fill * b * SEQ / seconds)
+        print(f"{key}: fill {fill:.1%}, {fill * b * SEQ / seconds:,.0f} real tok/s", flush=True)
+    out["ratio"] = out["packed"]["real_tokens"] / out["padded"]["real_tokens"]
+    return out
+
+
+def pipeline_section(step_seconds: float):
+    it = iter(real_text_batches(False, BATCH["tiny"]))
+    for _ in range(20):  # warm the prefetch threads
+        next(it)
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < 5.0:
+        next(it)
+        n += 1
+    per_second = n / (time.perf_counter() - start)
+    return dict(batches_per_second=per_second, step_batches_per_second=1 / step_seconds,
+                ratio=per_second * step_seconds)
+
+
+def shape_section(name: str, peak: float):
+    """The model's own matmuls ([B·T, H] × [H, F]) timed alone, as a share of the peak."""
+    config = get_config(name)
+    tokens, h, f = BATCH[name] * SEQ, config.hidden_size, config.intermediate_size
+    dtype = jnp.bfloat16 if ACCELERATOR else jnp.float32
+    rows = []
+    for label, (m, k, n) in {"QKV/attention-out  [BT,H]×[H,H]": (tokens, h, h),
+                             "FFN in            [BT,H]×[H,4H]": (tokens, h, f),
+                             "FFN out           [BT,4H]×[4H,H]": (tokens, f, h),
+                             "attention scores  [T,d]×[d,T]": (SEQ, 64, SEQ)}.items():
+        a = jnp.ones((m, k), dtype)
+        w = jnp.ones((k, n), dtype)
+        fn = jax.jit(lambda x, y: x @ y)
+        seconds = timed(lambda: fn(a, w).block_until_ready(), min_seconds=1.0)
+        rows.append((label, 2 * m * k * n / seconds / peak))
+    return rows
+
+
+# --- report --------------------------------------------------------------------------------------
+def machine() -> dict[str, str]:
+    import torch
+    import transformers
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"device": f"{jax.devices()[0].device_kind} × {jax.device_count()} ({jax.default_backend()})",
+            "cpu": f"{cpu}, {os.cpu_count()} cores", "python": platform.python_version(),
+            "jax": jax.__version__, "flax": __import__("flax").__version__,
+            "torch": torch.__version__, "transformers": transformers.__version__,
+            "torch threads": str(torch.get_num_threads())}
+
+
+def verdict(ok: bool, text: str) -> str:
+    return ("met: " if ok else "missed: ") + text
+
+
+def render(info, peak, mlm, distill, packing, pipeline, shapes, shape_model) -> str:
+    lines = ["# Benchmarks", "",
+             "Written by `make bench` (benchmarks/run.py); every ratio compares runs made back to "
+             "back in the same process on the machine below. Goals (issue #9): " + GOALS + ".", "",
+             "## Machine", ""]
+    lines += [f"- {k}: {v}" for k, v in info.items()]
+    lines += ["", f"Matmul peak (the MFU denominator): jax {peak['jax'] / 1e9:,.1f} GFLOP/s, "
+              f"torch {peak['torch'] / 1e9:,.1f} GFLOP/s.", ""]
+    table = ["| model | batch × 128 | flaxbert tokens/s | PyTorch tokens/s | ratio | "
+             "flaxbert MFU | PyTorch MFU |", "|---|---|---|---|---|---|---|"]
+    for title, rows in (("MLM pre-training step (AdamW, seq 128)", mlm),
+                        ("Distillation step (BERT-Base teacher, soft CE + hidden MSE)", distill)):
+        lines += [f"## {title}", ""] + table
+        lines += [f"| {r['model']} | {r['batch']} | {r['ours_tokens']:,.0f} | "
+                  f"{r['torch_tokens']:,.0f} | ×{r['ratio']:.2f} | {r['ours_mfu']:.1%} | "
+                  f"{r['torch_mfu']:.1%} |" for r in rows]
+        lines.append("")
+    lines += ["## Sequence packing (real text, BERT-Tiny MLM, seq 128)", "",
+              "The demo's pre-training text: tweets, Amazon reviews and NYT editorial snippets.", "",
+              "| batches | fill (real tokens / slots) | real tokens/s |", "|---|---|---|"]
+    lines += [f"| {k} | {v['fill']:.1%} | {v['real_tokens']:,.0f} |"
+              for k, v in packing.items() if k != "ratio"]
+    lines += ["", f"On the snippets as they are, packing gives ×{packing['ratio']:.2f} real "
+              f"tokens/s over padded batches. Grouping unrelated snippets into pseudo-documents "
+              f"(the demo's default) also fills rows, but lets attention cross between unrelated "
+              f"texts; packing keeps each text's attention to itself.", "",
+              "## Input pipeline", "",
+              f"The pre-training pipeline (grain, 2 threads, real text) yields "
+              f"{pipeline['batches_per_second']:.1f} batches/s; the BERT-Tiny step consumes "
+              f"{pipeline['step_batches_per_second']:.1f}/s: ×{pipeline['ratio']:.1f}.", "",
+              "## Where the time goes: the model's matmuls alone", "",
+              f"Each of BERT-{shape_model.capitalize()}'s matmul shapes at its benchmark batch, "
+              "timed in isolation, as a "
+              "share of the measured peak — the ceiling for a step built of them:", "",
+              "| matmul | share of peak |", "|---|---|"]
+    lines += [f"| `{label}` | {share:.1%} |" for label, share in shapes]
+    by = {r["model"]: r for r in mlm}
+    goals = []
+    if "tiny" in by:
+        goals.append(verdict(by["tiny"]["ratio"] >= 4, f"tiny ×{by['tiny']['ratio']:.2f} vs ×4"))
+    for name in ("mini", "small", "medium", "base"):
+        if name in by:
+            goals.append(verdict(by[name]["ratio"] >= 2, f"{name} ×{by[name]['ratio']:.2f} vs ×2"))
+    for name in ("medium", "base"):
+        if name in by:
+            goals.append(verdict(by[name]["ours_mfu"] >= 0.8,
+                                 f"{name} MFU {by[name]['ours_mfu']:.1%} vs 80%"))
+    goals.append(verdict(packing["ratio"] >= 1.3, f"packing ×{packing['ratio']:.2f} vs ×1.3"))
+    goals.append(verdict(pipeline["ratio"] >= 5, f"input pipeline ×{pipeline['ratio']:.1f} vs ×5"))
+    lines += ["", "## Goals", ""] + [f"- {g}" for g in goals] + [""]
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", default="docs/benchmarks.md")
+    parser.add_argument("--quick", action="store_true", help="tiny and mini only (a smoke run)")
+    args = parser.parse_args()
+    info = machine()
+    print("\n".join(f"{k}: {v}" for k, v in info.items()), flush=True)
+    peak = matmul_peak(4096 if ACCELERATOR else 1536)
+    print(f"matmul peak: jax {peak['jax'] / 1e9:.1f} GFLOP/s, torch {peak['torch'] / 1e9:.1f}",
+          flush=True)
+    sizes = ("tiny", "mini") if args.quick else ("tiny", "mini", "small", "medium", "base")
+    mlm = mlm_section(sizes, peak["jax"])
+    distill = distill_section(("tiny",) if args.quick else ("tiny", "small"), peak["jax"])
+    packing = packing_section()
+    pipeline = pipeline_section(mlm[0]["ours_s"])
+    shape_model = "mini" if args.quick else "base"
+    shapes = shape_section(shape_model, peak["jax"])
+    text = render(info, peak, mlm, distill, packing, pipeline, shapes, shape_model)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -45,6 +45,7 @@ def get_config(arg: str = "task") -> ml_collections.ConfigDict:
         terms=terms[arg],
         alpha=1.0,                      # weight of the distillation terms vs the hard labels
         student_init="model",           # model (preset = random, or a folder) | first | every_other
+                                        # | teacher_embeddings (PCA of the teacher's tables)
         include_train_texts=arg == "task",  # the labelled task's texts join the transfer set
         cache="",                       # teacher-logit cache (.npz); '' = live teacher
         held_out=512,                   # transfer examples scored for the eval_ losses

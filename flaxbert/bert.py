@@ -197,6 +197,24 @@ class BertLayer(nn.Module):
         return constrain(x, ("batch", "length", "act_embed")), extras
 
 
+# Activation checkpointing: what a layer keeps for the backward pass (the rest is recomputed).
+REMAT_POLICIES = {
+    "none": None,                                                   # keep everything (no remat)
+    "full": jax.checkpoint_policies.nothing_saveable,               # keep only the layer inputs
+    "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,  # keep matmul outputs
+}
+
+
+def layer_class(cls, remat_policy: str):
+    """`cls`, or `cls` under `nn.remat` with the named policy (parameter names are unchanged)."""
+    if remat_policy not in REMAT_POLICIES:
+        raise ValueError(f"remat_policy={remat_policy!r}; expected one of {sorted(REMAT_POLICIES)}")
+    if remat_policy == "none":
+        return cls
+    # static: deterministic, output_attentions (argnums count `self` as 0)
+    return nn.remat(cls, policy=REMAT_POLICIES[remat_policy], static_argnums=(3, 4))
+
+
 def collect_layer_outputs(layers, x, mask, deterministic, output_attentions):
     """Runs the layer stack, gathering each layer's output and (optionally) attention maps."""
     outputs, attention = [], {}
@@ -216,11 +234,13 @@ class BertBackbone(nn.Module):
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
     pooler: bool = True
+    remat_policy: str = "none"
 
     def setup(self):
         cfg, dt, pdt = self.config, self.dtype, self.param_dtype
         self.embeddings = BertEmbeddings(cfg, dt, pdt)
-        self.layers = [BertLayer(cfg, dt, pdt, name=f"layer_{i}")
+        layer = layer_class(BertLayer, self.remat_policy)
+        self.layers = [layer(cfg, dt, pdt, name=f"layer_{i}")
                        for i in range(cfg.num_hidden_layers)]
         if self.pooler:
             self.pooler_dense = dense(cfg.hidden_size, ("embed", "embed_out"), cfg, dt, pdt, "pooler")

@@ -82,13 +82,15 @@ class Model(nn.Module):
     pooler: bool = True
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
+    remat_policy: str = "none"  # activation checkpointing per layer: none | full | dots
 
     def setup(self):
         unknown = set(self.heads) - set(HEADS)
         if unknown:
             raise ValueError(f"unknown head(s) {sorted(unknown)}; expected a subset of {HEADS}")
         cfg, dt, pdt = self.config, self.dtype, self.param_dtype
-        self.backbone = backbone_class(cfg)(cfg, dt, pdt, pooler=self.pooler)
+        self.backbone = backbone_class(cfg)(cfg, dt, pdt, pooler=self.pooler,
+                                            remat_policy=self.remat_policy)
         if "mlm" in self.heads:
             self.mlm = MaskedLMHead(cfg, dt, pdt)
         if "nsp" in self.heads:

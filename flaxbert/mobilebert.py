@@ -49,7 +49,8 @@ import jax.numpy as jnp
 import flax.linen as nn
 
 from flaxbert import configs
-from flaxbert.bert import BertBackbone, SelfAttention, activation, constrain, dense, embed
+from flaxbert.bert import (BertBackbone, SelfAttention, activation, constrain, dense, embed,
+                           layer_class)
 from flaxbert.configs import BertConfig
 
 NORMALIZATIONS = ("no_norm", "layer_norm")
@@ -291,7 +292,8 @@ class MobileBertBackbone(BertBackbone):
     def setup(self):
         cfg, dt, pdt = self.config, self.dtype, self.param_dtype
         self.embeddings = MobileBertEmbeddings(cfg, dt, pdt)
-        self.layers = [MobileBertLayer(cfg, dt, pdt, name=f"layer_{i}")
+        layer = layer_class(MobileBertLayer, self.remat_policy)
+        self.layers = [layer(cfg, dt, pdt, name=f"layer_{i}")
                        for i in range(cfg.num_hidden_layers)]
         if self.pooler and cfg.classifier_activation:
             self.pooler_dense = dense(cfg.hidden_size, ("embed", "embed_out"), cfg, dt, pdt, "pooler")

@@ -284,3 +284,31 @@ def test_sequence_longer_than_positions():
     ids = jnp.ones((1, 65), jnp.int32)
     with pytest.raises(ValueError, match="sequence length 65 exceeds max_position_embeddings=64"):
         model.apply({"params": params}, ids)
+
+
+@pytest.mark.parametrize("preset,policy", [("tiny", "full"), ("mobilebert_tiny", "dots")])
+def test_remat_policies_change_memory_not_results(preset, policy):
+    """Activation checkpointing recomputes the same values: loss and gradients equal the plain
+    model's; the parameter tree is the same."""
+    import flaxbert.mobilebert  # noqa: F401  (registers the MobileBERT presets)
+
+    config = get_config(preset).replace(num_hidden_layers=2, hidden_dropout_prob=0.0,
+                                        attention_probs_dropout_prob=0.0)
+    plain = Model(config, heads=("mlm",))
+    remat = Model(config, heads=("mlm",), remat_policy=policy)
+    params = init_params(plain, 0)
+    rng = np.random.default_rng(0)
+    ids = jnp.asarray(rng.integers(5, 1000, (2, 16)), jnp.int32)
+    positions = jnp.asarray([[1, 5], [2, 9]], jnp.int32)
+
+    def loss(p, model):
+        out = model.apply({"params": p}, ids, jnp.ones_like(ids), jnp.zeros_like(ids), positions)
+        return jnp.mean(out["mlm_logits"] ** 2)
+
+    (a, ga), (b, gb) = (jax.value_and_grad(loss)(params, m) for m in (plain, remat))
+    assert jax.tree_util.tree_structure(init_params(remat, 0)) == jax.tree_util.tree_structure(params)
+    np.testing.assert_allclose(b, a, rtol=1e-6)
+    for x, y in zip(jax.tree_util.tree_leaves(ga), jax.tree_util.tree_leaves(gb)):
+        np.testing.assert_allclose(y, x, atol=1e-6, rtol=1e-5)
+    with pytest.raises(ValueError, match="remat_policy='some'"):
+        init_params(Model(config, remat_policy="some"), 0)

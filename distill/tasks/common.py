@@ -51,6 +51,9 @@ class ModelSpec:
                 overrides.setdefault("vocab_size", vocab_size)
             self.config = config.replace(**overrides) if overrides else config
             self.model = Model(self.config, heads=self.heads, num_labels=num_labels, dtype=compute)
+        remat = model_cfg.get("remat_policy", "none")
+        if remat != "none":
+            self.model = self.model.clone(remat_policy=remat)
 
     def init_params(self, rng):
         """Boxed (logically partitioned) random parameters."""

@@ -321,6 +321,27 @@ def truncated_from_teacher(teacher_params, teacher_cfg, student_cfg, how: str) -
             "backbone": {**backbone, **layers}}
 
 
+def embeddings_from_teacher(teacher_params, student_params) -> dict:
+    """The student's word, position and token-type tables = the teacher's, projected onto the
+    top principal directions of the teacher's word embeddings (copied when widths match); the
+    rest of the student keeps its own initialisation. Gives a narrow student the teacher's
+    lexical geometry from step 0."""
+    t_emb = teacher_params["backbone"]["embeddings"]
+    s_emb = dict(student_params["backbone"]["embeddings"])
+    words = np.asarray(t_emb["word_embeddings"]["embedding"], np.float32)
+    width = s_emb["word_embeddings"]["embedding"].shape[1]
+    if s_emb["word_embeddings"]["embedding"].shape[0] != words.shape[0] or width > words.shape[1]:
+        raise ValueError(f"student_init=teacher_embeddings needs the teacher's vocab and a width "
+                         f"<= the teacher's: teacher {words.shape}, student "
+                         f"{s_emb['word_embeddings']['embedding'].shape}")
+    _, _, directions = np.linalg.svd(words - words.mean(0), full_matrices=False)
+    basis = directions[:width].T  # [teacher width, student width]
+    for table in ("word_embeddings", "position_embeddings", "token_type_embeddings"):
+        rows = s_emb[table]["embedding"].shape[0]
+        s_emb[table] = {"embedding": np.asarray(t_emb[table]["embedding"], np.float32)[:rows] @ basis}
+    return {**student_params, "backbone": {**student_params["backbone"], "embeddings": s_emb}}
+
+
 # --- data ----------------------------------------------------------------------------------------
 def transfer_examples(config) -> list[task_data.Example]:
     """The unlabelled transfer set: the VADER texts the config names, or a text file (one per line)."""
@@ -380,9 +401,14 @@ def run(config, workdir: str | Path) -> dict:
     if d.student_init in ("first", "every_other"):
         student.initial_params = truncated_from_teacher(
             jax.device_get(teacher_params), teacher_model.config, student.config, d.student_init)
+    elif d.student_init == "teacher_embeddings":
+        random_init = nn.unbox(student.init_params(jax.random.PRNGKey(config.trainer.seed)))
+        student.initial_params = embeddings_from_teacher(jax.device_get(teacher_params),
+                                                         random_init)
     elif d.student_init != "model":
         raise ValueError(f"distill.student_init={d.student_init!r}; expected model (whatever "
-                         f"model.name gives: a preset or a folder), first or every_other")
+                         f"model.name gives: a preset or a folder), first, every_other or "
+                         f"teacher_embeddings")
     if student.config.vocab_size != teacher_model.config.vocab_size:
         raise ValueError(f"student vocab_size={student.config.vocab_size} differs from the "
                          f"teacher's {teacher_model.config.vocab_size}; they must share a vocab")

@@ -17,8 +17,10 @@ install: $(VENV)/.installed
 assets: install
 	PYTHON=$(PY) tools/fetch_assets.sh
 
+# Two workers: most tests are bound by single-threaded compilation and Python, not by XLA's
+# thread pool, so both cores stay busy. Tests sharing expensive module fixtures are grouped.
 test: install assets
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 --dist loadgroup --durations=25 tests
 
 test-fast: install assets
 	$(PY) -m pytest -q -m "not slow" tests

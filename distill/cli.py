@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(2)
     program = argv.pop(1)
 
-    from absl import app, flags
+    from absl import flags
     from ml_collections import config_flags
 
     flags_ = flags.FlagValues()

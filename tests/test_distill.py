@@ -221,6 +221,31 @@ def test_sentence_embedding_distillation_from_real_teacher(tmp_path, minilm_dir,
     assert evals[-1] >= 0.35 and evals[-1] > evals[0] + 0.03 and evals[1] > evals[0]
 
 
+@pytest.mark.slow
+def test_hidden_and_attention_distillation_from_real_teacher(tmp_path, minilm_dir, vader_dir):
+    """all-MiniLM-L6-v2 → a 2-layer student with the teacher's 12 heads (attention maps need equal
+    head counts) and a third of its width (hidden states go through a projection), on the real
+    VADER transfer text: both held-out layer losses fall at every evaluation."""
+    terms = [dict(feature="hidden", loss="mse", weight=1.0, layers="uniform"),
+             dict(feature="attention_probs", loss="kl", weight=1.0, layers="uniform")]
+    student = dict(hidden_size=192, num_hidden_layers=2, num_attention_heads=12,
+                   intermediate_size=768)
+    config = make_config(minilm_dir, "vader", terms,
+                         **{"data.vader_dir": str(vader_dir), "data.max_seq_length": 64,
+                            "data.buckets": (64,), "trainer.batch_size": 32,
+                            "trainer.num_steps": 120, "trainer.eval_every": 30,
+                            "distill.held_out": 256, "model.overrides": student})
+    kd.run(config, tmp_path / "layers")
+    rows = [r for r in metrics_rows(tmp_path / "layers") if "eval_hidden_mse_0" in r]
+    hidden = [r["eval_hidden_mse_0"] for r in rows]
+    attention = [r["eval_attention_probs_kl_1"] for r in rows]
+    print("held-out hidden MSE by eval:", hidden, "attention KL:", attention)
+    assert len(rows) == 4
+    assert all(b < a for a, b in zip(hidden, hidden[1:])), hidden
+    assert all(b < a for a, b in zip(attention, attention[1:])), attention
+    assert hidden[-1] < 0.9 * hidden[0] and attention[-1] < 0.9 * attention[0]
+
+
 def _progressive_run(tmp_path, teacher_dir, transfer_file, num_steps):
     from distill.data.features import encode_examples, train_batches
     from distill.data.tasks import Example

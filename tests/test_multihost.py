@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from test_trainer import WORKER, losses, run_worker
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("multihost")]
 
 
 def free_port() -> int:

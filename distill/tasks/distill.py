@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import logging
 from pathlib import Path
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -37,11 +36,11 @@ from distill import losses
 from distill import metrics as glue
 from distill.data import tasks as task_data
 from distill.data.features import encode_examples, eval_batches, num_examples, train_batches
-from distill.tasks.common import ModelSpec, box, plot_curves, prepare_workdir, write_json
+from distill.tasks.common import ModelSpec, plot_curves, prepare_workdir, write_json
 from distill.tasks.finetune import derive_num_steps, dev_splits, load_splits
 from distill.distributed import host_copy
 from distill.trainer import Trainer
-from flaxbert.params import flatten, logical_axes, unflatten
+from flaxbert.params import flatten, logical_axes
 from flaxbert.pretrained import from_pretrained, save_pretrained
 
 log = logging.getLogger(__name__)

@@ -282,7 +282,8 @@ def distill_section(students, peak):
     return rows
 
 
-def real_text_batches(pack: bool, batch: int, sentences_per_document: int | None = None):
+def real_text_batches(pack: bool, batch: int, sentences_per_document: int | None = None,
+                      cross_documents: bool | None = None):
     """The demo's pre-training text (experiments/pretrain.py) at seq 128."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
     import pretrain as experiment
@@ -296,18 +297,20 @@ def real_text_batches(pack: bool, batch: int, sentences_per_document: int | None
         d.train, tokenizer, batch_size=batch, max_seq_length=SEQ,
         max_predictions_per_seq=PREDICTIONS, masked_lm_prob=d.masked_lm_prob,
         short_seq_prob=d.short_seq_prob, nsp=False, dupe_factor=1, seed=d.seed, pack=pack,
-        sentences_per_document=sentences_per_document or d.sentences_per_document)
+        sentences_per_document=sentences_per_document or d.sentences_per_document,
+        cross_documents=cross_documents)
 
 
 def packing_section():
     """Real (non-padding) tokens per second of BERT-Tiny MLM steps on the demo's text taken as
-    it is (each tweet / review / editorial snippet its own document), padded vs packed; and the
-    demo's workaround for short texts (pseudo-documents of 8 unrelated snippets), padded."""
+    it is (each tweet / review / editorial snippet its own document, one instance each), padded
+    vs packed; and, for context, RoBERTa's FULL-SENTENCES, which fills rows by running unrelated
+    snippets together (attention crosses them)."""
     out = {}
     b = BATCH["tiny"]
-    for key, pack, per_doc in (("padded", False, 1), ("packed", True, 1),
-                               ("padded, 8-snippet pseudo-documents", False, None)):
-        it = iter(real_text_batches(pack, b, per_doc))
+    for key, pack, cross in (("padded", False, False), ("packed", True, False),
+                             ("FULL-SENTENCES (snippets run together), padded", False, True)):
+        it = iter(real_text_batches(pack, b, 1, cross))
         batches = [next(it) for _ in range(8)]
         fill = float(np.mean([(x["input_mask"] > 0).mean() for x in batches]))
         cfg = trainer_config("tiny", b)
@@ -397,9 +400,8 @@ def render(info, peak, mlm, distill, packing, pipeline, shapes, shape_model) -> 
     lines += [f"| {k} | {v['fill']:.1%} | {v['real_tokens']:,.0f} |"
               for k, v in packing.items() if k != "ratio"]
     lines += ["", f"On the snippets as they are, packing gives ×{packing['ratio']:.2f} real "
-              f"tokens/s over padded batches. Grouping unrelated snippets into pseudo-documents "
-              f"(the demo's default) also fills rows, but lets attention cross between unrelated "
-              f"texts; packing keeps each text's attention to itself.", "",
+              f"tokens/s over padded batches. FULL-SENTENCES also fills rows, but lets attention "
+              f"cross between unrelated texts; packing keeps each text's attention to itself.", "",
               "## Input pipeline", "",
               f"The pre-training pipeline (grain, 2 threads, real text) yields "
               f"{pipeline['batches_per_second']:.1f} batches/s; the BERT-Tiny step consumes "

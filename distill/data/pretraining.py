@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -245,6 +244,7 @@ def create_instances(
     short_seq_prob: float = SHORT_SEQ_PROB,
     nsp: bool = True,
     rng: np.random.Generator | int,
+    cross_documents: bool = True,
 ) -> InstanceStore:
     """One pass of google's ``create_instances_from_document`` over every document (unmasked).
 
@@ -263,6 +263,8 @@ def create_instances(
     segments ``[CLS] text [SEP]`` of up to ``max_seq_length - 2`` tokens (or, with probability
     ``short_seq_prob`` per instance, a random shorter target), crossing document boundaries with
     a ``[SEP]`` between documents; a sentence longer than the target is split into pieces.
+    With ``cross_documents=False`` (DOC-SENTENCES) an instance ends where its document does —
+    short documents give short instances, which packing then puts side by side.
     All type ids are 0 and ``is_random_next`` is 0.
     """
     _check_documents(documents)
@@ -294,7 +296,7 @@ def create_instances(
                 docs, d, target_length(), max_num_tokens, cls_id, sep_id, rng, keep[d], out
             )
     else:
-        _pack_full_sentences(docs, keep, target_length, cls_id, sep_id, out)
+        _pack_full_sentences(docs, keep, target_length, cls_id, sep_id, out, cross_documents)
     return InstanceStore.from_lists(out)
 
 
@@ -335,7 +337,7 @@ def _instances_from_document(docs, d, target, max_num_tokens, cls_id, sep_id, rn
         i += 1
 
 
-def _pack_full_sentences(docs, keep, target_length, cls_id, sep_id, out):
+def _pack_full_sentences(docs, keep, target_length, cls_id, sep_id, out, cross_documents=True):
     cur: list[int] = []
     cur_doc = 0
     target = target_length()
@@ -345,6 +347,9 @@ def _pack_full_sentences(docs, keep, target_length, cls_id, sep_id, out):
         return target_length()
 
     for d, document in enumerate(docs):
+        if cur and not cross_documents:  # DOC-SENTENCES: an instance ends with its document
+            target = emit(cur, cur_doc)
+            cur = []
         for k, sent in enumerate(document):
             sep = [sep_id] if (cur and k == 0) else []
             if cur and len(cur) + len(sep) + len(sent) > target:
@@ -537,13 +542,12 @@ class _MaskAndPad(grain.transforms.MapWithIndex):
             random_exclude_ids=v.special_ids,
         )
         n, t = len(tokens), self.max_seq_length
-        if self.pack:  # unpadded, with the MLM targets aligned to the tokens (for the packer)
-            targets, weights = np.zeros(n, np.int32), np.zeros(n, np.float32)
+        if self.pack:  # unpadded: tokens and predictions as long as they are (for the packer)
             real = w > 0
-            targets[pos[real]], weights[pos[real]] = ids[real], 1.0
             types = (np.arange(n) >= element["num_type0"]).astype(np.int32)
             return {"input_word_ids": masked.astype(np.int32), "input_type_ids": types,
-                    "masked_lm_targets": targets, "masked_lm_target_weights": weights}
+                    "masked_lm_positions": pos[real].astype(np.int32),
+                    "masked_lm_ids": ids[real].astype(np.int32)}
         word_ids = np.full(t, v.pad_id, np.int32)
         word_ids[:n] = masked
         mask = np.zeros(t, np.int32)
@@ -594,6 +598,7 @@ def build_instances(
     dupe_factor: int = DUPE_FACTOR,
     seed: int = 12345,
     process_index: int = 0,
+    cross_documents: bool = True,
 ) -> InstanceStore:
     """``dupe_factor`` passes of :func:`create_instances`, each with its own derived seed."""
     if dupe_factor < 1:
@@ -607,6 +612,7 @@ def build_instances(
             short_seq_prob=short_seq_prob,
             nsp=nsp,
             rng=np.random.default_rng([seed, _STREAM_INSTANCES, process_index, dupe]),
+            cross_documents=cross_documents,
         )
         for dupe in range(dupe_factor)
     ]
@@ -632,6 +638,7 @@ def make_pretraining_dataset(
     process_count: int = 1,
     drop_remainder: bool = True,
     pack: bool = False,
+    cross_documents: bool | None = None,
     read_options: grain.ReadOptions | None = None,
     source_kwargs: dict | None = None,
 ) -> grain.IterDataset:
@@ -651,8 +658,11 @@ def make_pretraining_dataset(
       num_epochs: None repeats forever; each epoch is reshuffled and re-masked.
       drop_remainder: drop a last partial batch (only reachable with finite ``num_epochs``).
       pack: several instances per row (needs ``nsp=False``): ``input_mask`` then holds segment
-        numbers 1, 2, ... (0 = padding), ``input_positions`` the position within each segment,
-        and a row has up to :func:`packed_predictions` masked positions.
+        numbers 1, 2, ... (0 = padding) and ``input_positions`` the position within each segment;
+        shapes are those of padded batches.
+      cross_documents: without NSP, whether an instance may run on into the next document
+        (FULL-SENTENCES) or ends with its own (DOC-SENTENCES). Default: ``not pack`` — packing
+        fills rows with whole documents instead.
       read_options: grain ``ReadOptions`` for ``to_iter_dataset`` (default 2 threads, 256
         elements prefetched). For more throughput use processes: ``ds.mp_prefetch(...)``
         (grain needs absl flags parsed, i.e. run under ``absl.app.run``).
@@ -713,6 +723,7 @@ def make_pretraining_dataset(
         dupe_factor=dupe_factor,
         seed=seed,
         process_index=process_index,
+        cross_documents=not pack if cross_documents is None else cross_documents,
     )
     ds = grain.MapDataset.source(store)
     if shuffle:
@@ -741,11 +752,15 @@ def make_pretraining_dataset(
         read_options = grain.ReadOptions(num_threads=2, prefetch_buffer_size=256)
     ds = ds.to_iter_dataset(read_options)
     if pack:
-        capacity = packed_predictions(max_seq_length, masked_lm_prob, MAX_SEGMENTS_PER_ROW)
+        # A row closes when its tokens or its masked predictions would overflow, so packed rows
+        # have the padded batches' shapes: [B, max_seq_length] and [B, max_predictions_per_seq].
+        lengths = {"input_word_ids": max_seq_length, "input_type_ids": max_seq_length,
+                   "masked_lm_positions": max_predictions_per_seq,
+                   "masked_lm_ids": max_predictions_per_seq}
         ds = grain.experimental.FirstFitPackIterDataset(
-            ds, length_struct={key: max_seq_length for key in _PACKED_KEYS},
-            num_packing_bins=batch_size, seed=seed, max_sequences_per_bin=MAX_SEGMENTS_PER_ROW)
-        ds = ds.map(functools.partial(_packed_row, pad_id=vocab.pad_id, predictions=capacity))
+            ds, length_struct=lengths, num_packing_bins=batch_size, seed=seed,
+            max_sequences_per_bin=MAX_SEGMENTS_PER_ROW)
+        ds = ds.map(functools.partial(_packed_row, pad_id=vocab.pad_id))
     return ds.batch(batch_size, drop_remainder=drop_remainder)
 
 
@@ -753,32 +768,25 @@ def make_pretraining_dataset(
 # segment (flaxbert.bert.attention_mask) and positions restart in each one, so a packed row gives
 # each instance exactly the outputs it would get alone, with less padding computed.
 MAX_SEGMENTS_PER_ROW = 8
-_PACKED_KEYS = ("input_word_ids", "input_type_ids", "masked_lm_targets", "masked_lm_target_weights")
 
 
-def packed_predictions(max_seq_length: int, masked_lm_prob: float, segments: int) -> int:
-    """Masked positions a packed row can hold: each instance predicts at most
-    max(1, round(n·p)) ≤ n·p + 1 tokens, and a row holds ≤ T tokens in ≤ `segments` instances."""
-    return min(max_seq_length, math.ceil(max_seq_length * masked_lm_prob) + segments)
-
-
-def _packed_row(row: dict[str, np.ndarray], *, pad_id: int, predictions: int) -> dict[str, np.ndarray]:
+def _packed_row(row: dict[str, np.ndarray], *, pad_id: int) -> dict[str, np.ndarray]:
     """grain's packed features → the model's batch: segment numbers as `input_mask`,
-    `input_positions`, and the token-aligned MLM targets gathered into masked_lm_* arrays."""
+    `input_positions`, and each prediction's position moved by its segment's start."""
     segments = row["input_word_ids_segment_ids"].astype(np.int32)
-    word_ids = np.where(segments > 0, row["input_word_ids"], pad_id).astype(np.int32)
-    (where,) = np.nonzero(row["masked_lm_target_weights"] > 0)
-    if len(where) > predictions:
-        raise AssertionError(f"packed row has {len(where)} masked tokens > capacity {predictions}")
-    positions = np.zeros(predictions, np.int32)
-    ids = np.zeros(predictions, np.int32)
-    weights = np.zeros(predictions, np.float32)
-    positions[:len(where)], ids[:len(where)], weights[:len(where)] = (
-        where, row["masked_lm_targets"][where], 1.0)
-    return {"input_word_ids": word_ids, "input_mask": segments,
+    starts = np.zeros(MAX_SEGMENTS_PER_ROW + 1, np.int32)
+    numbers, first = np.unique(segments, return_index=True)
+    starts[numbers] = first
+    owner = row["masked_lm_positions_segment_ids"].astype(np.int32)
+    real = owner > 0
+    positions = np.where(real, row["masked_lm_positions"] + starts[owner], 0).astype(np.int32)
+    return {"input_word_ids": np.where(segments > 0, row["input_word_ids"], pad_id).astype(np.int32),
+            "input_mask": segments,
             "input_type_ids": row["input_type_ids"].astype(np.int32),
             "input_positions": row["input_word_ids_positions"].astype(np.int32),
-            "masked_lm_positions": positions, "masked_lm_ids": ids, "masked_lm_weights": weights}
+            "masked_lm_positions": positions,
+            "masked_lm_ids": np.where(real, row["masked_lm_ids"], 0).astype(np.int32),
+            "masked_lm_weights": real.astype(np.float32)}
 
 
 def text_to_pretraining_dataset(spec: str, tokenizer, **kwargs) -> grain.IterDataset:

@@ -19,7 +19,6 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-from distill.data.pretraining import MAX_SEGMENTS_PER_ROW, packed_predictions
 from distill.tasks.common import ModelSpec, dtype, prepare_workdir, write_json
 from distill.tasks.distill import DistillTask
 from distill.tasks.pretrain import MaskedLMTask
@@ -68,8 +67,7 @@ def batch_spec(config) -> dict[str, jax.ShapeDtypeStruct]:
             "has_label": floats(b), "label": ints(b)}
     if _uses_mlm(config):
         d = config.data
-        p = (packed_predictions(length, d.masked_lm_prob, MAX_SEGMENTS_PER_ROW)
-             if d.get("pack", False) else d.max_predictions_per_seq)
+        p = d.max_predictions_per_seq
         spec.update(masked_lm_positions=ints(b, p), masked_lm_ids=ints(b, p),
                     masked_lm_weights=floats(b, p), next_sentence_labels=ints(b))
         if d.get("pack", False):

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from distill import losses
 from distill.data.pretraining import text_to_pretraining_dataset
 from distill.tasks.common import ModelSpec, plot_curves, prepare_workdir, write_json
 from distill.distributed import host_copy
@@ -28,12 +29,14 @@ log = logging.getLogger(__name__)
 
 
 def masked_lm_terms(mlm_logits, batch):
-    """Per-prediction negative log-likelihood and correctness, weighted by masked_lm_weights."""
-    logp = jax.nn.log_softmax(mlm_logits.astype(jnp.float32), axis=-1)
+    """Per-prediction negative log-likelihood and correctness, weighted by masked_lm_weights.
+    Correct = the target has the top logit (a max, cheaper than an argmax over the vocab)."""
+    logits = mlm_logits.astype(jnp.float32)
     ids = batch["masked_lm_ids"]
     weights = batch["masked_lm_weights"].astype(jnp.float32)
-    nll = -jnp.take_along_axis(logp, ids[..., None], axis=-1)[..., 0]
-    correct = (jnp.argmax(logp, axis=-1) == ids).astype(jnp.float32)
+    nll = losses.integer_label_nll(logits, ids)
+    target = jnp.take_along_axis(logits, ids[..., None], axis=-1)[..., 0]
+    correct = jax.lax.stop_gradient(target >= logits.max(axis=-1)).astype(jnp.float32)
     return nll * weights, correct * weights, weights
 
 

@@ -49,5 +49,5 @@ def mesh(**overrides) -> ml_collections.ConfigDict:
 def model(name: str, **overrides) -> ml_collections.ConfigDict:
     """A preset name, a config.json, or a model folder (weights loaded)."""
     return ml_collections.ConfigDict(dict(name=name, dtype="float32", remat_policy="none",
-                                          overrides={}) | overrides)
+                                          scan_layers=False, overrides={}) | overrides)
 

@@ -174,7 +174,10 @@ class SelfAttention(nn.Module):
 
 
 class BertLayer(nn.Module):
-    """One post-LN Transformer block: x ← LN(x + Attn(x)); x ← LN(x + FFN(x))."""
+    """One post-LN Transformer block: x ← LN(x + Attn(x)); x ← LN(x + FFN(x)).
+
+    Returns `(x, (x, attention extras))`: the carry and the per-layer outputs, the signature
+    `nn.scan` needs (see `run_layers`)."""
 
     config: BertConfig
     dtype: Dtype = jnp.float32
@@ -194,7 +197,8 @@ class BertLayer(nn.Module):
         h = activation(cfg.hidden_act)(h)
         h = dense(cfg.hidden_size, ("mlp", "embed"), cfg, dt, pdt, "output")(h)
         x = layer_norm(cfg, dt, pdt, "output_norm")(x + drop(h, deterministic=deterministic))
-        return constrain(x, ("batch", "length", "act_embed")), extras
+        x = constrain(x, ("batch", "length", "act_embed"))
+        return x, (x, extras)
 
 
 # Activation checkpointing: what a layer keeps for the backward pass (the rest is recomputed).
@@ -215,12 +219,32 @@ def layer_class(cls, remat_policy: str):
     return nn.remat(cls, policy=REMAT_POLICIES[remat_policy], static_argnums=(3, 4))
 
 
-def collect_layer_outputs(layers, x, mask, deterministic, output_attentions):
-    """Runs the layer stack, gathering each layer's output and (optionally) attention maps."""
+def make_layers(cls, config, dtype, param_dtype, remat_policy: str, scan: bool):
+    """The layer stack: a list of modules `layer_{i}`, or with `scan` one `nn.scan` module
+    `layers` whose parameters carry a leading 'layers' axis (the body compiles once, which
+    matters for deep models; `flaxbert.params.stack_layers` converts checkpoints)."""
+    cls = layer_class(cls, remat_policy)
+    if not scan:
+        return [cls(config, dtype, param_dtype, name=f"layer_{i}")
+                for i in range(config.num_hidden_layers)]
+    scanned = nn.scan(cls, variable_axes={"params": 0}, split_rngs={"params": True, "dropout": True},
+                      in_axes=(nn.broadcast, nn.broadcast, nn.broadcast),
+                      length=config.num_hidden_layers, metadata_params={nn.PARTITION_NAME: "layers"})
+    return scanned(config, dtype, param_dtype, name="layers")
+
+
+def run_layers(layers, x, mask, deterministic, output_attentions):
+    """Runs the stack from `make_layers`: each layer's output and (optionally) attention maps,
+    as per-layer lists."""
+    if not isinstance(layers, (list, tuple)):  # scanned: outputs come stacked on axis 0
+        _, (stacked, extras) = layers(x, mask, deterministic, output_attentions)
+        count = stacked.shape[0]
+        return ([stacked[i] for i in range(count)],
+                {key: [value[i] for i in range(count)] for key, value in extras.items()})
     outputs, attention = [], {}
     for layer in layers:
-        x, extras = layer(x, mask, deterministic, output_attentions)
-        outputs.append(x)
+        x, (out, extras) = layer(x, mask, deterministic, output_attentions)
+        outputs.append(out)
         for key, value in extras.items():
             attention.setdefault(key, []).append(value)
     return outputs, attention
@@ -235,13 +259,12 @@ class BertBackbone(nn.Module):
     param_dtype: Dtype = jnp.float32
     pooler: bool = True
     remat_policy: str = "none"
+    scan_layers: bool = False
 
     def setup(self):
         cfg, dt, pdt = self.config, self.dtype, self.param_dtype
         self.embeddings = BertEmbeddings(cfg, dt, pdt)
-        layer = layer_class(BertLayer, self.remat_policy)
-        self.layers = [layer(cfg, dt, pdt, name=f"layer_{i}")
-                       for i in range(cfg.num_hidden_layers)]
+        self.layers = make_layers(BertLayer, cfg, dt, pdt, self.remat_policy, self.scan_layers)
         if self.pooler:
             self.pooler_dense = dense(cfg.hidden_size, ("embed", "embed_out"), cfg, dt, pdt, "pooler")
 
@@ -255,8 +278,7 @@ class BertBackbone(nn.Module):
         x = self.embeddings(input_word_ids, input_type_ids, deterministic, input_positions)
         x = constrain(x, ("batch", "length", "act_embed"))
         mask = attention_mask(input_mask, packed=input_positions is not None)
-        outputs, attention = collect_layer_outputs(self.layers, x, mask, deterministic,
-                                                   output_attentions)
+        outputs, attention = run_layers(self.layers, x, mask, deterministic, output_attentions)
         sequence_output = outputs[-1] if outputs else x
         cls = sequence_output[:, 0]
         pooled = jnp.tanh(self.pooler_dense(cls)) if hasattr(self, "pooler_dense") else cls

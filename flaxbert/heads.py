@@ -83,6 +83,7 @@ class Model(nn.Module):
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
     remat_policy: str = "none"  # activation checkpointing per layer: none | full | dots
+    scan_layers: bool = False   # one nn.scan over the layers (stacked params, see params.py)
 
     def setup(self):
         unknown = set(self.heads) - set(HEADS)
@@ -90,7 +91,8 @@ class Model(nn.Module):
             raise ValueError(f"unknown head(s) {sorted(unknown)}; expected a subset of {HEADS}")
         cfg, dt, pdt = self.config, self.dtype, self.param_dtype
         self.backbone = backbone_class(cfg)(cfg, dt, pdt, pooler=self.pooler,
-                                            remat_policy=self.remat_policy)
+                                            remat_policy=self.remat_policy,
+                                            scan_layers=self.scan_layers)
         if "mlm" in self.heads:
             self.mlm = MaskedLMHead(cfg, dt, pdt)
         if "nsp" in self.heads:

@@ -50,7 +50,7 @@ import flax.linen as nn
 
 from flaxbert import configs
 from flaxbert.bert import (BertBackbone, SelfAttention, activation, constrain, dense, embed,
-                           layer_class)
+                           make_layers)
 from flaxbert.configs import BertConfig
 
 NORMALIZATIONS = ("no_norm", "layer_norm")
@@ -280,7 +280,8 @@ class MobileBertLayer(nn.Module):
             out = dense(cfg.hidden_size, ("mlp", "embed"), cfg, dt, pdt, "bottleneck_output")(out)
             out = norm(cfg, dt, pdt, "bottleneck_output_norm")(
                 drop(out, deterministic=deterministic) + x)
-        return constrain(out, ("batch", "length", "act_embed")), extras
+        out = constrain(out, ("batch", "length", "act_embed"))
+        return out, (out, extras)
 
 
 class MobileBertBackbone(BertBackbone):
@@ -292,9 +293,8 @@ class MobileBertBackbone(BertBackbone):
     def setup(self):
         cfg, dt, pdt = self.config, self.dtype, self.param_dtype
         self.embeddings = MobileBertEmbeddings(cfg, dt, pdt)
-        layer = layer_class(MobileBertLayer, self.remat_policy)
-        self.layers = [layer(cfg, dt, pdt, name=f"layer_{i}")
-                       for i in range(cfg.num_hidden_layers)]
+        self.layers = make_layers(MobileBertLayer, cfg, dt, pdt, self.remat_policy,
+                                  self.scan_layers)
         if self.pooler and cfg.classifier_activation:
             self.pooler_dense = dense(cfg.hidden_size, ("embed", "embed_out"), cfg, dt, pdt, "pooler")
 

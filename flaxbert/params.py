@@ -53,3 +53,23 @@ def flatten(params, sep: str = "/") -> dict[str, Any]:
 
 def unflatten(flat: dict[str, Any], sep: str = "/") -> dict[str, Any]:
     return traverse_util.unflatten_dict(flat, sep=sep)
+
+
+def stack_layers(params: dict[str, Any]) -> dict[str, Any]:
+    """`backbone/layer_{i}/...` → `backbone/layers/...` with a leading layer axis: the layout of
+    a model built with `scan_layers=True`. Checkpoint formats keep per-layer names."""
+    backbone = dict(params["backbone"])
+    count = sum(1 for key in backbone if key.startswith("layer_"))
+    layers = [backbone.pop(f"layer_{i}") for i in range(count)]
+    backbone["layers"] = jax.tree_util.tree_map(lambda *xs: np.stack(xs), *layers)
+    return {**params, "backbone": backbone}
+
+
+def unstack_layers(params: dict[str, Any]) -> dict[str, Any]:
+    """The inverse of `stack_layers`."""
+    backbone = dict(params["backbone"])
+    stacked = backbone.pop("layers")
+    count = jax.tree_util.tree_leaves(stacked)[0].shape[0]
+    for i in range(count):
+        backbone[f"layer_{i}"] = jax.tree_util.tree_map(lambda x, i=i: x[i], stacked)
+    return {**params, "backbone": backbone}

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 from flaxbert.checkpoints import huggingface as hf
 from flaxbert.configs import load_config
 from flaxbert.heads import Model
-from flaxbert.params import abstract_params, flatten, init_params, unflatten
+from flaxbert.params import abstract_params, flatten, init_params, unflatten, unstack_layers
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,10 @@ def _load_tokenizer(path: Path, config):
 
 
 def save_pretrained(path: str | Path, model: Model, params, tokenizer=None) -> Path:
-    """Writes `config.json`, `model.safetensors` (and the tokenizer) in HF's layout."""
+    """Writes `config.json`, `model.safetensors` (and the tokenizer) in HF's layout (per-layer
+    names, also for a model built with `scan_layers=True`)."""
+    if model.scan_layers:
+        params = unstack_layers(jax.device_get(params))
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     config = model.config

@@ -312,3 +312,45 @@ def test_remat_policies_change_memory_not_results(preset, policy):
         np.testing.assert_allclose(y, x, atol=1e-6, rtol=1e-5)
     with pytest.raises(ValueError, match="remat_policy='some'"):
         init_params(Model(config, remat_policy="some"), 0)
+
+
+@pytest.mark.parametrize("preset,policy", [("tiny", "none"), ("mobilebert_tiny", "full")])
+def test_scanned_layers_equal_the_unrolled_stack(preset, policy, tmp_path):
+    """nn.scan over the layers (stacked parameters, one compiled body) gives the unrolled model's
+    outputs, per-layer states, attention maps and gradients; checkpoints keep per-layer names."""
+    import flaxbert.mobilebert  # noqa: F401  (registers the MobileBERT presets)
+    from flaxbert.params import stack_layers, unstack_layers
+    from flaxbert.pretrained import from_pretrained, save_pretrained
+
+    config = get_config(preset).replace(num_hidden_layers=3, hidden_dropout_prob=0.0,
+                                        attention_probs_dropout_prob=0.0)
+    plain = Model(config, heads=("mlm",))
+    scanned = Model(config, heads=("mlm",), scan_layers=True, remat_policy=policy)
+    params = init_params(plain, 0)
+    stacked = stack_layers(params)
+    assert jax.tree_util.tree_structure(init_params(scanned, 0)) == \
+        jax.tree_util.tree_structure(jax.tree_util.tree_map(jnp.asarray, stacked))
+    ids = jnp.asarray(np.random.default_rng(0).integers(5, 1000, (2, 12)), jnp.int32)
+    mask = jnp.asarray([[1] * 12, [1] * 7 + [0] * 5], jnp.int32)
+    args = (ids, mask, jnp.zeros_like(ids), jnp.asarray([[1, 4], [2, 6]], jnp.int32))
+    a = plain.apply({"params": params}, *args, output_attentions=True)
+    b = scanned.apply({"params": stacked}, *args, output_attentions=True)
+    for key in ("sequence_output", "pooled_output", "mlm_logits"):
+        np.testing.assert_allclose(b[key], a[key], atol=2e-5, err_msg=key)
+    for key in ("encoder_outputs", "attention_probs"):
+        assert len(b[key]) == 3
+        for x, y in zip(a[key], b[key]):
+            np.testing.assert_allclose(y, x, atol=2e-5, err_msg=key)
+
+    def loss(p, model):
+        return jnp.mean(model.apply({"params": p}, *args)["mlm_logits"] ** 2)
+
+    grads = flatten(unstack_layers(jax.grad(loss)(stacked, scanned)))
+    expected = flatten(jax.grad(loss)(params, plain))
+    assert grads.keys() == expected.keys()
+    for path, x in expected.items():
+        np.testing.assert_allclose(grads[path], x, atol=1e-6, rtol=1e-4, err_msg=path)
+    save_pretrained(tmp_path, scanned, stacked)
+    _, loaded, _ = from_pretrained(tmp_path, tokenizer=False)
+    for name, value in flatten(params).items():
+        np.testing.assert_array_equal(flatten(loaded)[name], value, err_msg=name)

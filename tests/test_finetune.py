@@ -117,3 +117,25 @@ def test_eval_and_predict_use_the_best_checkpoint(tmp_path):
     lines = (tmp_path / "predictions" / "sentiment.tsv").read_text().splitlines()
     assert lines[0] == "index\tprediction" and len(lines) == 1 + 1056
     assert {line.split("\t")[1] for line in lines[1:]} <= {"negative", "positive"}
+
+
+def test_scanned_and_rematerialised_model_trains_like_the_plain_one(tmp_path):
+    """model.scan_layers / model.remat_policy change the layout and memory, not the run: from
+    the same weights and without dropout (a scanned stack draws per-layer random numbers from a
+    split key, so random init and dropout masks differ), the losses are equal."""
+    def deterministic(name, **model):
+        cfg = config(**{"trainer.num_steps": 4})
+        cfg.model.name = name
+        cfg.model.overrides = {**SMALL, "hidden_dropout_prob": 0.0,
+                               "attention_probs_dropout_prob": 0.0}
+        cfg.model.update(model)
+        return cfg
+
+    finetune.run(deterministic("tiny"), tmp_path / "init")
+    start = str(tmp_path / "init" / "best")
+    plain = finetune.run(deterministic(start), tmp_path / "plain")
+    scanned = finetune.run(deterministic(start, scan_layers=True, remat_policy="dots"),
+                           tmp_path / "scanned")
+    a, b = losses(tmp_path / "plain"), losses(tmp_path / "scanned")
+    np.testing.assert_allclose([b[s] for s in sorted(b)], [a[s] for s in sorted(a)], atol=1e-5)
+    assert scanned["final_dev"] == pytest.approx(plain["final_dev"], abs=1e-6)

@@ -15,7 +15,7 @@ import flax.linen as nn
 
 from flaxbert.configs import get_config, load_config
 from flaxbert.heads import Model
-from flaxbert.params import dummy_inputs, logical_axes
+from flaxbert.params import dummy_inputs, logical_axes, stack_layers
 from flaxbert.pretrained import from_pretrained
 
 log = logging.getLogger(__name__)
@@ -51,9 +51,15 @@ class ModelSpec:
                 overrides.setdefault("vocab_size", vocab_size)
             self.config = config.replace(**overrides) if overrides else config
             self.model = Model(self.config, heads=self.heads, num_labels=num_labels, dtype=compute)
-        remat = model_cfg.get("remat_policy", "none")
-        if remat != "none":
-            self.model = self.model.clone(remat_policy=remat)
+        # training-time layout / memory knobs: the parameters keep their values
+        self.scan = bool(model_cfg.get("scan_layers", False))
+        self.model = self.model.clone(remat_policy=model_cfg.get("remat_policy", "none"),
+                                      scan_layers=self.scan)
+        self.initial_params = self.layout(self.initial_params)
+
+    def layout(self, params):
+        """Per-layer parameters (as checkpoints hold them) in this model's layout."""
+        return stack_layers(params) if self.scan and params is not None else params
 
     def init_params(self, rng):
         """Boxed (logically partitioned) random parameters."""

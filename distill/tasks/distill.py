@@ -144,6 +144,9 @@ class DistillTask:
         # its layer pairs, for `progressive_steps` steps; the other parameters stay fixed unless
         # `progressive_train_others` (the projections always train).
         self.progressive = int(config.distill.get("progressive_steps", 0) or 0)
+        if self.progressive and student.scan:
+            raise ValueError("progressive transfer trains one layer_{i} at a time: set "
+                             "model.scan_layers=False")
         self.train_others = bool(config.distill.get("progressive_train_others", False))
         self.num_student_layers = s_cfg.num_hidden_layers
         self.needs_attention = any(t["feature"] in LAYERED[1:] for t in self.terms)
@@ -398,8 +401,8 @@ def run(config, workdir: str | Path) -> dict:
     student = ModelSpec(config.model, teacher_heads, num_labels=num_labels,
                         vocab_size=tokenizer.vocab_size)
     if d.student_init in ("first", "every_other"):
-        student.initial_params = truncated_from_teacher(
-            jax.device_get(teacher_params), teacher_model.config, student.config, d.student_init)
+        student.initial_params = student.layout(truncated_from_teacher(
+            jax.device_get(teacher_params), teacher_model.config, student.config, d.student_init))
     elif d.student_init == "teacher_embeddings":
         random_init = nn.unbox(student.init_params(jax.random.PRNGKey(config.trainer.seed)))
         student.initial_params = embeddings_from_teacher(jax.device_get(teacher_params),

@@ -175,7 +175,7 @@ def run(config, workdir: str | Path) -> dict:
               "final_dev": trainer.last_eval}
     if "test" in features and all(e.label is not None for e in splits["test"]):
         from flaxbert.pretrained import from_pretrained
-        _, best_params, _ = from_pretrained(workdir / "best", tokenizer=False)
+        best_params = task.spec.layout(from_pretrained(workdir / "best", tokenizer=False).params)
         result["test"] = score(trainer, task, best_params, features, [("test", pairs[0][1])], bs)
     if jax.process_index() == 0:
         write_json(workdir / "result.json", result)
@@ -191,15 +191,13 @@ GLUE_SUBMISSION_NAMES = {"cola": "CoLA", "sst2": "SST-2", "mrpc": "MRPC", "stsb"
 
 def _best_run(config, workdir):
     """The run's examples, features and a trainer holding the best checkpoint's parameters."""
-    from flaxbert.pretrained import from_pretrained
-
     best = Path(workdir) / "best"
     if not (best / "model.safetensors").is_file():
         raise FileNotFoundError(f"{best} holds no model: run `distill finetune` in {workdir} first")
     with config.unlocked():
         config.model.name = str(best)
     spec_task, splits, features, task, _ = build(config)
-    params = from_pretrained(best, tokenizer=False).params
+    params = task.initial_params  # the best checkpoint, loaded by the task's model spec
     trainer = Trainer(task, config, Path(workdir) / "eval_run")
     return spec_task, splits, features, task, trainer, params
 

@@ -22,6 +22,7 @@ import jax
 
 log = logging.getLogger(__name__)
 
+
 def _cluster_detected() -> bool:
     """A TPU VM pod slice, or a SLURM / Open MPI launch of more than one task: environments
     `jax.distributed.initialize()` configures itself from."""
@@ -33,20 +34,18 @@ def _cluster_detected() -> bool:
 
 def initialize(coordinator_address: str = "", num_processes: int = 1, process_id: int = 0) -> None:
     """Joins the processes of a multi-host job (no-op for a single process). Call it once, first."""
-    if jax.distributed.is_initialized():
+    if jax.distributed.is_initialized() or not (coordinator_address or _cluster_detected()):
         return
+    if coordinator_address and (num_processes < 1 or not 0 <= process_id < num_processes):
+        raise ValueError(f"--process_id={process_id} with --num_processes={num_processes}; "
+                         f"expected num_processes >= 1 and 0 <= process_id < num_processes")
     # CPU processes exchange collectives over gloo (TPU/GPU use their own interconnects).
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     if coordinator_address:
-        if num_processes < 1 or not 0 <= process_id < num_processes:
-            raise ValueError(f"--process_id={process_id} with --num_processes={num_processes}; "
-                             f"expected num_processes >= 1 and 0 <= process_id < num_processes")
         jax.distributed.initialize(coordinator_address, num_processes=num_processes,
                                    process_id=process_id)
-    elif _cluster_detected():
-        jax.distributed.initialize()
     else:
-        return
+        jax.distributed.initialize()
     log.info("process %d of %d; %d local / %d global devices", jax.process_index(),
              jax.process_count(), jax.local_device_count(), jax.device_count())
 

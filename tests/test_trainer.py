@@ -128,3 +128,14 @@ def test_nan_loss_stops_with_the_step_named_and_keeps_the_last_good_checkpoint(t
                                                r"checkpoint \(step 2\)"):
         trainer.fit(poisoned())
     assert trainer.checkpoints.latest_step() == 2
+
+
+def test_bad_multihost_settings_are_clear_errors():
+    from distill import distributed, sharding
+
+    with pytest.raises(ValueError, match=r"--process_id=5 with --num_processes=2"):
+        distributed.initialize("127.0.0.1:1", num_processes=2, process_id=5)
+    with pytest.raises(ValueError, match=r"dcn sizes \[3, 1, 1\] must be >= 1 and divide"):
+        sharding.make_mesh({"dcn_data": 3})
+    with pytest.raises(ValueError, match=r"mesh axes \['dcn_pipeline'\] unknown"):
+        sharding.make_mesh({"dcn_pipeline": 2})

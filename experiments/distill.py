@@ -31,7 +31,9 @@ def get_config(arg: str = "task") -> ml_collections.ConfigDict:
         name="sentiment" if arg == "task" else "", data_dir=str(defaults.VADER), seed=0,
         train="", dev="", test="", text_a="sentence", text_b="", label="label", labels=()))
     config.data = ml_collections.ConfigDict(dict(
-        transfer="vader", vader_dir=str(defaults.VADER), max_seq_length=64, buckets=(32, 64, 128),
+        transfer="vader", vader_dir=str(defaults.VADER), max_seq_length=64,
+        buckets=(16, 32, 48, 64, 128),
+        group_by_length=True,            # similar lengths share a batch: far less padding
         vocab=str(defaults.MINILM / "vocab.txt")))
     terms = {
         "task": [dict(feature="logits", loss="soft_ce", weight=1.0, temperature=1.0,

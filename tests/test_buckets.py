@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from distill.data.buckets import bucket_length, length_bucketed_order, pad_batch
+from distill.data.features import eval_batches, in_file_order, train_batches
 
 
 def test_bucket_length():
@@ -113,3 +114,64 @@ def test_length_bucketed_order_determinism_and_eval_mode():
     assert length_bucketed_order([], 4, seed=0).shape == (0,)
     with pytest.raises(ValueError, match="batch_size"):
         length_bucketed_order(lengths, 0, seed=0)
+
+
+def _features(lengths, t=64):
+    feats = _packed(lengths, t=t)
+    feats["label"] = np.arange(len(lengths), dtype=np.int32)  # the row's identity
+    return feats
+
+
+@pytest.mark.parametrize("group_by_length", [False, True])
+def test_train_batches_split_global_batches_across_processes(group_by_length):
+    """Each process yields its contiguous rows of the same global batch, padded to the global
+    batch's bucket (shapes agree across processes); one process sees every row of it."""
+    lengths = np.random.default_rng(0).integers(3, 64, size=100)
+    feats = _features(lengths)
+    kw = dict(batch_size=8, seed=1, buckets=(16, 32, 64), group_by_length=group_by_length)
+    whole = train_batches(feats, **kw)
+    parts = [train_batches(feats, **kw, process_index=i, process_count=2) for i in range(2)]
+    for _ in range(30):  # past the first epoch of 12 batches
+        batch, halves = next(whole), [next(p) for p in parts]
+        for key in batch:
+            np.testing.assert_array_equal(np.concatenate([h[key] for h in halves]), batch[key])
+    with pytest.raises(ValueError, match="not divisible by the number of processes 3"):
+        train_batches(feats, **kw, process_index=0, process_count=3)
+
+
+def test_train_batches_grouped_by_length_pad_less_and_resume():
+    lengths = np.random.default_rng(0).integers(3, 64, size=400)
+    feats = _features(lengths)
+    kw = dict(batch_size=8, seed=1, buckets=(16, 32, 48, 64))
+    epoch = 400 // 8
+
+    def slots(it, n):
+        return sum(next(it)["input_word_ids"].size for _ in range(n))
+    assert slots(train_batches(feats, **kw, group_by_length=True), epoch) < 0.8 * slots(
+        train_batches(feats, **kw), epoch)
+    grouped = train_batches(feats, **kw, group_by_length=True)
+    seen = [next(grouped)["label"] for _ in range(2 * epoch)]
+    for rows in (seen[:epoch], seen[epoch:]):  # each epoch: every row once, a new order
+        np.testing.assert_array_equal(np.sort(np.concatenate(rows)), np.arange(400))
+    assert not np.array_equal(np.concatenate(seen[:epoch]), np.concatenate(seen[epoch:]))
+    resumed = train_batches(feats, **kw, group_by_length=True)
+    for _ in range(epoch - 3):
+        next(resumed)
+    state = resumed.get_state()
+    fresh = train_batches(feats, **kw, group_by_length=True)
+    fresh.set_state(state)
+    for expected in seen[epoch - 3:epoch + 3]:
+        np.testing.assert_array_equal(next(fresh)["label"], expected)
+
+
+def test_eval_batches_pad_less_and_outputs_return_to_file_order():
+    lengths = np.random.default_rng(0).integers(3, 64, size=203)
+    feats = _features(lengths)
+    feats["example_weight"] = np.ones(203, np.float32)
+    batches = list(eval_batches(feats, 16, buckets=(16, 32, 48, 64)))
+    assert all(len(b["label"]) == 16 for b in batches) and len(batches) == 13
+    assert sum(b["example_weight"].sum() for b in batches) == 203
+    assert sum(b["input_word_ids"].size for b in batches) < 0.8 * 13 * 16 * 64
+    # a per-row output (here the row's own id, as a model's logits would be) comes back in order
+    outputs = [{"logits": b["label"][:, None] * np.ones((1, 2))} for b in batches]
+    np.testing.assert_array_equal(in_file_order(outputs, "logits", feats, 16)[:, 0], np.arange(203))

@@ -44,7 +44,8 @@ def make_config(teacher_dir, transfer_file, terms, **changes):
     config.model = defaults.model("tiny", overrides=STUDENT)
     config.task = ml_collections.ConfigDict(dict(name="", data_dir="", seed=0))
     config.data = ml_collections.ConfigDict(dict(transfer=str(transfer_file), vader_dir="",
-                                                 max_seq_length=32, buckets=(32,), vocab=""))
+                                                 max_seq_length=32, buckets=(32,), vocab="",
+                                                 group_by_length=False))
     config.distill = ml_collections.ConfigDict(dict(
         terms=terms, alpha=1.0, student_init="model", include_train_texts=False, cache="",
         held_out=32))

@@ -1,21 +1,23 @@
 """Sentence(-pair) examples → model features → batches, for fine-tuning, evaluation and task
 distillation.
 
-Training batches come from a grain pipeline (shuffled per epoch, checkpointable position) and are
-trimmed to the smallest length bucket that holds the batch's longest sequence, so a handful of
-shapes compile. Evaluation batches keep file order; the last one is filled up with rows whose
-`example_weight` is 0 so that every batch has the same size (divisible by the data-parallel
-size) and no example is dropped.
+Training batches come from a grain pipeline (shuffled per epoch, optionally grouped by length,
+checkpointable position) and are trimmed to the smallest length bucket that holds the batch's
+longest sequence, so a handful of shapes compile. Evaluation batches visit the file in length-sorted chunks (`in_file_order`
+restores the order of their outputs); the last one is filled up with rows whose `example_weight`
+is 0 so that every batch has the same size (divisible by the data-parallel size) and no example
+is dropped.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Iterator, Sequence
 
 import grain
 import numpy as np
 
-from distill.data.buckets import DEFAULT_BUCKETS, pad_batch
+from distill.data.buckets import DEFAULT_BUCKETS, length_bucketed_order, pad_batch
 from distill.data.tasks import Example
 from flaxbert.tokenization import Preprocessor
 
@@ -55,24 +57,72 @@ class _Rows(Sequence):
 
 
 def train_batches(features: dict[str, np.ndarray], batch_size: int, seed: int,
-                  buckets: Sequence[int] = DEFAULT_BUCKETS) -> grain.DatasetIterator:
-    """An endless, per-epoch reshuffled, checkpointable iterator of bucket-padded batches."""
-    if num_examples(features) < batch_size:
-        raise ValueError(f"the training split has {num_examples(features)} examples, fewer than "
-                         f"one batch of {batch_size}")
-    ds = (grain.MapDataset.source(_Rows(features)).shuffle(seed=seed).repeat()
-          .batch(batch_size, drop_remainder=True)
-          .map(lambda b: pad_batch(b, buckets=buckets)))
+                  buckets: Sequence[int] = DEFAULT_BUCKETS, *, group_by_length: bool = False,
+                  process_index: int = 0, process_count: int = 1) -> grain.DatasetIterator:
+    """An endless, checkpointable iterator of bucket-padded training batches.
+
+    Every process builds the same global batches of ``batch_size`` rows (each epoch a fresh
+    permutation), pads each to the bucket of its longest row, and yields its own contiguous
+    ``batch_size / process_count`` rows: the layout `jax.make_array_from_process_local_data`
+    expects, with shapes that agree across processes. ``group_by_length`` draws each epoch's
+    order from `length_bucketed_order` (rows of similar length share a batch, so far less
+    padding; the epoch's last partial batch waits for the next epoch's reshuffle).
+    """
+    n = num_examples(features)
+    if n < batch_size:
+        raise ValueError(f"the training split has {n} examples, fewer than one batch of "
+                         f"{batch_size}")
+    if batch_size % process_count:
+        raise ValueError(f"batch_size={batch_size} is not divisible by the number of processes "
+                         f"{process_count}")
+    rows = _Rows(features)
+    if group_by_length:
+        lengths = features["input_mask"].astype(bool).sum(-1)
+        per_epoch = n // batch_size * batch_size
+
+        @functools.lru_cache(maxsize=2)
+        def epoch_order(epoch):
+            return length_bucketed_order(lengths, batch_size, seed=[seed, epoch])[:per_epoch]
+
+        ds = grain.MapDataset.range(per_epoch).repeat().map_with_index(
+            lambda i, _: rows[epoch_order(i // per_epoch)[i % per_epoch]])
+    else:
+        ds = grain.MapDataset.source(rows).shuffle(seed=seed).repeat()
+    local = batch_size // process_count
+    mine = slice(process_index * local, (process_index + 1) * local)
+    ds = (ds.batch(batch_size, drop_remainder=True)
+          .map(lambda b: {k: v[mine] for k, v in pad_batch(b, buckets=buckets).items()}))
     return iter(ds.to_iter_dataset())
+
+
+def eval_order(features: dict[str, np.ndarray], batch_size: int) -> np.ndarray:
+    """The order `eval_batches` visits the examples: the file cut into chunks of 100 batches,
+    each sorted by length (longest first), so batches pad little without a global sort."""
+    lengths = features["input_mask"].astype(bool).sum(-1)
+    return length_bucketed_order(lengths, batch_size, seed=0, shuffle=False)
 
 
 def eval_batches(features: dict[str, np.ndarray], batch_size: int,
                  buckets: Sequence[int] = DEFAULT_BUCKETS) -> Iterator[dict[str, np.ndarray]]:
-    """File-order batches; the last is filled with zero-weight copies of row 0."""
-    n = num_examples(features)
-    for start in range(0, n, batch_size):
-        idx = np.arange(start, start + batch_size)
-        real = idx < n
-        batch = {k: v[np.where(real, idx, 0)] for k, v in features.items()}
-        batch["example_weight"] = batch["example_weight"] * real
+    """Batches of `batch_size` rows in `eval_order`, each padded to its bucket; the last is
+    filled up with zero-weight copies of its shortest row. `in_file_order` puts per-row outputs
+    back in file order."""
+    order = eval_order(features, batch_size)
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        real = len(idx)
+        idx = np.concatenate([idx, np.full(batch_size - real, idx[-1])])
+        batch = {k: v[idx] for k, v in features.items()}
+        batch["example_weight"] = batch["example_weight"] * (np.arange(batch_size) < real)
         yield pad_batch(batch, buckets=buckets)
+
+
+def in_file_order(outputs: Sequence[dict[str, np.ndarray]], key: str,
+                  features: dict[str, np.ndarray], batch_size: int) -> np.ndarray:
+    """`outputs[i][key]` for the batches of `eval_batches(features, batch_size)`, concatenated,
+    filler rows dropped, and rows put back in file order."""
+    order = eval_order(features, batch_size)
+    values = np.concatenate([o[key] for o in outputs])[:len(order)]
+    restored = np.empty_like(values)
+    restored[order] = values
+    return restored

@@ -35,7 +35,8 @@ import flax.linen as nn
 from distill import losses
 from distill import metrics as glue
 from distill.data import tasks as task_data
-from distill.data.features import encode_examples, eval_batches, num_examples, train_batches
+from distill.data.features import (encode_examples, eval_batches, in_file_order, num_examples,
+                                   train_batches)
 from distill.tasks.common import ModelSpec, plot_curves, prepare_workdir, write_json
 from distill.tasks.finetune import derive_num_steps, dev_splits, load_splits
 from distill.distributed import host_copy
@@ -437,8 +438,8 @@ def run(config, workdir: str | Path) -> dict:
         def compute():
             apply = jax.jit(lambda p, b: teacher_model.apply(
                 {"params": p}, b["input_word_ids"], b["input_mask"], b["input_type_ids"])["logits"])
-            return np.concatenate([np.asarray(apply(teacher_params, b))[b["example_weight"] > 0]
-                                   for b in eval_batches(features, bs)])
+            return in_file_order([{"logits": np.asarray(apply(teacher_params, b))}
+                                  for b in eval_batches(features, bs)], "logits", features, bs)
 
         features["teacher_logits"] = cached_teacher_logits(
             Path(d.cache), fingerprint(features, teacher_params, str(config.teacher.name)), compute)
@@ -451,7 +452,7 @@ def run(config, workdir: str | Path) -> dict:
 
     def accuracy(params, split):
         outs = trainer.predict(params, eval_batches(dev[split], bs), task.predict)
-        preds = np.concatenate([o["logits"][o["example_weight"] > 0] for o in outs]).argmax(-1)
+        preds = in_file_order(outs, "logits", dev[split], bs).argmax(-1)
         return glue.glue_metrics(metric_task, preds, dev[split]["label"])
 
     def evaluate(state):
@@ -462,8 +463,10 @@ def run(config, workdir: str | Path) -> dict:
             results.update({f"dev_{k}": v for k, v in accuracy(state.params, "dev").items()})
         return results
 
-    train = train_batches(features, bs // jax.process_count(), seed=config.trainer.seed,
-                          buckets=tuple(config.data.buckets))
+    train = train_batches(features, bs, seed=config.trainer.seed,
+                          buckets=tuple(config.data.buckets),
+                          group_by_length=config.data.group_by_length,
+                          process_index=jax.process_index(), process_count=jax.process_count())
     state = trainer.fit(train, evaluate)
     result = {"steps": int(state.step), "final": trainer.last_eval,
               "student_parameters": int(sum(np.prod(x.shape) for x in

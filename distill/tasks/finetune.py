@@ -23,7 +23,8 @@ import numpy as np
 
 from distill import metrics as glue
 from distill.data import tasks as task_data
-from distill.data.features import encode_examples, eval_batches, num_examples, train_batches
+from distill.data.features import (encode_examples, eval_batches, in_file_order, num_examples,
+                                   train_batches)
 from distill.tasks.common import ModelSpec, plot_curves, prepare_workdir, write_json
 from distill.distributed import host_copy
 from distill.trainer import Trainer
@@ -106,7 +107,7 @@ class ClassificationTask:
 def predictions(trainer, task, params, features, batch_size) -> np.ndarray:
     """Class ids (or regression values) for every example, in order."""
     outs = trainer.predict(params, eval_batches(features, batch_size), task.predict)
-    logits = np.concatenate([o["logits"][o["example_weight"] > 0] for o in outs])
+    logits = in_file_order(outs, "logits", features, batch_size)
     return logits[:, 0] if task.regression else logits.argmax(-1)
 
 
@@ -166,8 +167,10 @@ def run(config, workdir: str | Path) -> dict:
                 write_json(best_file, best)
         return results
 
-    train = train_batches(features["train"], bs // jax.process_count(), seed=config.trainer.seed,
-                          buckets=tuple(config.data.buckets))
+    train = train_batches(features["train"], bs, seed=config.trainer.seed,
+                          buckets=tuple(config.data.buckets),
+                          group_by_length=config.data.group_by_length,
+                          process_index=jax.process_index(), process_count=jax.process_count())
     state = trainer.fit(train, evaluate if pairs else None)
     result = {"task": spec_task.name, "steps": int(state.step), "main_metric": main,
               "parameters": sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(state.params)),

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from distill.data import squad
-from distill.data.features import eval_batches, train_batches
+from distill.data.features import eval_batches, in_file_order, train_batches
 from distill.tasks.common import ModelSpec, prepare_workdir, write_json
 from distill.tasks.finetune import derive_num_steps
 from distill.distributed import host_copy
@@ -71,9 +71,8 @@ def answers(trainer, task, params, examples, features, batch_size, cfg) -> squad
     """Decoded answer text for every question, from the model's span logits."""
     outs = trainer.predict(params, eval_batches(features.arrays, batch_size, buckets=(cfg.max_seq_length,)),
                            task.predict)
-    keep = [o["example_weight"] > 0 for o in outs]
-    start = np.concatenate([o["start_logits"][k] for o, k in zip(outs, keep)])
-    end = np.concatenate([o["end_logits"][k] for o, k in zip(outs, keep)])
+    start, end = (in_file_order(outs, key, features.arrays, batch_size)
+                  for key in ("start_logits", "end_logits"))
     return squad.decode(examples, features, start, end, n_best_size=cfg.n_best_size,
                         max_answer_length=cfg.max_answer_length,
                         null_score_diff_threshold=cfg.null_score_diff_threshold,
@@ -103,8 +102,10 @@ def run(config, workdir: str | Path) -> dict:
         predictions = answers(trainer, task, state.params, dev_examples, dev, bs, d)
         return squad.evaluate(dev_examples, predictions)
 
-    state = trainer.fit(train_batches(train.arrays, bs // jax.process_count(),
-                                      seed=config.trainer.seed, buckets=(d.max_seq_length,)),
+    state = trainer.fit(train_batches(train.arrays, bs, seed=config.trainer.seed,
+                                      buckets=(d.max_seq_length,),
+                                      process_index=jax.process_index(),
+                                      process_count=jax.process_count()),
                         evaluate)
     result = {"steps": int(state.step), "dev": trainer.last_eval}
     params = host_copy(state.params)

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from distill.data import squad
 from distill.data.features import eval_batches, in_file_order, train_batches

@@ -210,7 +210,8 @@ def test_sentence_embedding_distillation_from_real_teacher(tmp_path, minilm_dir,
     config = make_config(minilm_dir, "vader", [dict(feature="embedding", loss="cosine",
                                                     weight=1.0, pooling="mean")],
                          **{"data.vader_dir": str(vader_dir), "data.max_seq_length": 64,
-                            "data.buckets": (32, 64), "trainer.batch_size": 32,
+                            "data.buckets": (16, 32, 48, 64), "data.group_by_length": True,
+                            "trainer.batch_size": 32,
                             "trainer.num_steps": 200, "trainer.eval_every": 100,
                             "distill.held_out": 512, "model.overrides": {}})
     kd.run(config, tmp_path / "emb")
@@ -233,7 +234,8 @@ def test_hidden_and_attention_distillation_from_real_teacher(tmp_path, minilm_di
                    intermediate_size=768)
     config = make_config(minilm_dir, "vader", terms,
                          **{"data.vader_dir": str(vader_dir), "data.max_seq_length": 64,
-                            "data.buckets": (64,), "trainer.batch_size": 32,
+                            "data.buckets": (16, 32, 48, 64), "data.group_by_length": True,
+                            "trainer.batch_size": 32,
                             "trainer.num_steps": 80, "trainer.eval_every": 20,
                             "distill.held_out": 256, "model.overrides": student})
     kd.run(config, tmp_path / "layers")

@@ -331,12 +331,12 @@ class Trainer:
             log.info("resumed from %s at step %d", self.workdir / "checkpoints", start)
         flops_per_token = self._flops_per_token()
         progress = _progress(start, tcfg.num_steps, self.workdir.name)
-        last_time, last_step = time.perf_counter(), start
+        last_time, tokens = time.perf_counter(), 0  # token slots since the last log line
         try:
             with self.mesh:
                 for step in range(start, tcfg.num_steps):
                     batch = place_batch(next(train_iter), self.batch_sharding)
-                    tokens = batch["input_word_ids"].size
+                    tokens += batch["input_word_ids"].size  # batch shapes vary with buckets
                     state, metrics = self.train_step(state, self.frozen, batch)
                     done = step + 1
                     save_now = done % tcfg.checkpoint_every == 0 or done == tcfg.num_steps
@@ -348,11 +348,10 @@ class Trainer:
                                 f"checkpoint (step {self.checkpoints.latest_step()}) is kept in "
                                 f"{self.workdir / 'checkpoints'}")
                         now = time.perf_counter()
-                        seconds = (now - last_time) / max(done - last_step, 1)
-                        last_time, last_step = now, done
-                        metrics["tokens_per_sec"] = tokens / seconds
-                        metrics["mfu"] = (flops_per_token * tokens / seconds
+                        metrics["tokens_per_sec"] = tokens / (now - last_time)
+                        metrics["mfu"] = (flops_per_token * metrics["tokens_per_sec"]
                                           / (tcfg.peak_flops * jax.device_count()))
+                        last_time, tokens = now, 0
                         writer.write(done, metrics)
                         progress.set_postfix(loss=f"{metrics['loss']:.4f}")
                     if evaluate is not None and (done % tcfg.eval_every == 0

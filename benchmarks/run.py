@@ -74,9 +74,10 @@ def timed(fn, *, min_steps=3, min_seconds=4.0, warmup=2) -> float:
     return statistics.median(times)
 
 
-def timed_together(fns: dict, *, rounds=9, warmup=2) -> dict[str, float]:
-    """Median seconds per call of each of `fns`, measured in interleaved rounds so that a
-    machine whose speed drifts (shared hosts, clock boost) affects them all alike."""
+def timed_together(fns: dict, *, rounds=9, warmup=2, reduce=statistics.median) -> dict[str, float]:
+    """Seconds per call of each of `fns` (the median over rounds, or `reduce`), measured in
+    interleaved rounds so that a machine whose speed drifts (shared hosts, clock boost) affects
+    them all alike."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
@@ -86,7 +87,7 @@ def timed_together(fns: dict, *, rounds=9, warmup=2) -> dict[str, float]:
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(t) for name, t in times.items()}
+    return {name: reduce(t) for name, t in times.items()}
 
 
 def matmul_peak(shapes) -> dict[str, float]:
@@ -106,14 +107,10 @@ def matmul_peak(shapes) -> dict[str, float]:
         ta, tb = (torch.randn(*shape, device=device,
                               dtype=torch.bfloat16 if device == "cuda" else torch.float32)
                   for shape in ((m, k), (k, n)))
-        fns = {"jax": lambda: f(a, b).block_until_ready(), "torch": lambda: (ta @ tb, sync())}
-        for fn in fns.values():
-            fn()
-        for _ in range(5):
-            for name, fn in fns.items():
-                t0 = time.perf_counter()
-                fn()
-                best[name] = max(best[name], 2 * m * k * n / (time.perf_counter() - t0))
+        seconds = timed_together({"jax": lambda: f(a, b).block_until_ready(),
+                                  "torch": lambda: (ta @ tb, sync())}, rounds=5, reduce=min)
+        for name, s in seconds.items():
+            best[name] = max(best[name], 2 * m * k * n / s)
     return best
 
 

@@ -139,6 +139,19 @@ def test_train_batches_split_global_batches_across_processes(group_by_length):
         train_batches(feats, **kw, process_index=0, process_count=3)
 
 
+def test_eval_batches_split_global_batches_across_processes():
+    lengths = np.random.default_rng(0).integers(3, 64, size=101)
+    feats = _features(lengths)
+    feats["example_weight"] = np.ones(101, np.float32)
+    kw = dict(batch_size=8, buckets=(16, 32, 64))
+    whole = list(eval_batches(feats, **kw))
+    parts = [list(eval_batches(feats, **kw, process_index=i, process_count=2)) for i in range(2)]
+    assert len(whole) == len(parts[0]) == len(parts[1]) == 13
+    for batch, *halves in zip(whole, *parts):
+        for key in batch:
+            np.testing.assert_array_equal(np.concatenate([h[key] for h in halves]), batch[key])
+
+
 def test_train_batches_grouped_by_length_pad_less_and_resume():
     lengths = np.random.default_rng(0).integers(3, 64, size=400)
     feats = _features(lengths)

@@ -3,10 +3,14 @@ distillation.
 
 Training batches come from a grain pipeline (shuffled per epoch, optionally grouped by length,
 checkpointable position) and are trimmed to the smallest length bucket that holds the batch's
-longest sequence, so a handful of shapes compile. Evaluation batches visit the file in length-sorted chunks (`in_file_order`
-restores the order of their outputs); the last one is filled up with rows whose `example_weight`
-is 0 so that every batch has the same size (divisible by the data-parallel size) and no example
-is dropped.
+longest sequence, so a handful of shapes compile. Evaluation batches visit the file in
+length-sorted chunks (`in_file_order` restores the order of their outputs); the last one is
+filled up with rows whose `example_weight` is 0 so that every batch has the same size (divisible
+by the data-parallel size) and no example is dropped.
+
+Both build global batches, identical in every process, and yield this process's contiguous rows
+of each (`process_index` / `process_count`, by default JAX's): the layout
+`jax.make_array_from_process_local_data` expects, with shapes that agree across processes.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import functools
 from typing import Iterator, Sequence
 
 import grain
+import jax
 import numpy as np
 
 from distill.data.buckets import DEFAULT_BUCKETS, length_bucketed_order, pad_batch
@@ -56,28 +61,39 @@ class _Rows(Sequence):
         return {k: v[i] for k, v in self.features.items()}
 
 
+def _lengths(features: dict[str, np.ndarray]) -> np.ndarray:
+    return features["input_mask"].astype(bool).sum(-1)
+
+
+def _process_rows(batch_size: int, process_index: int | None,
+                  process_count: int | None) -> slice:
+    """This process's contiguous rows of a global batch."""
+    index = jax.process_index() if process_index is None else process_index
+    count = jax.process_count() if process_count is None else process_count
+    if batch_size % count:
+        raise ValueError(f"batch_size={batch_size} is not divisible by the number of processes "
+                         f"{count}")
+    local = batch_size // count
+    return slice(index * local, (index + 1) * local)
+
+
 def train_batches(features: dict[str, np.ndarray], batch_size: int, seed: int,
                   buckets: Sequence[int] = DEFAULT_BUCKETS, *, group_by_length: bool = False,
-                  process_index: int = 0, process_count: int = 1) -> grain.DatasetIterator:
-    """An endless, checkpointable iterator of bucket-padded training batches.
-
-    Every process builds the same global batches of ``batch_size`` rows (each epoch a fresh
-    permutation), pads each to the bucket of its longest row, and yields its own contiguous
-    ``batch_size / process_count`` rows: the layout `jax.make_array_from_process_local_data`
-    expects, with shapes that agree across processes. ``group_by_length`` draws each epoch's
-    order from `length_bucketed_order` (rows of similar length share a batch, so far less
-    padding; the epoch's last partial batch waits for the next epoch's reshuffle).
+                  process_index: int | None = None,
+                  process_count: int | None = None) -> grain.DatasetIterator:
+    """An endless, checkpointable iterator of this process's rows of bucket-padded global
+    batches of ``batch_size`` rows (each epoch a fresh permutation). ``group_by_length`` draws
+    each epoch's order from `length_bucketed_order` (rows of similar length share a batch, so
+    far less padding; the epoch's last partial batch waits for the next epoch's reshuffle).
     """
     n = num_examples(features)
     if n < batch_size:
         raise ValueError(f"the training split has {n} examples, fewer than one batch of "
                          f"{batch_size}")
-    if batch_size % process_count:
-        raise ValueError(f"batch_size={batch_size} is not divisible by the number of processes "
-                         f"{process_count}")
+    mine = _process_rows(batch_size, process_index, process_count)
     rows = _Rows(features)
     if group_by_length:
-        lengths = features["input_mask"].astype(bool).sum(-1)
+        lengths = _lengths(features)
         per_epoch = n // batch_size * batch_size
 
         @functools.lru_cache(maxsize=2)
@@ -88,8 +104,6 @@ def train_batches(features: dict[str, np.ndarray], batch_size: int, seed: int,
             lambda i, _: rows[epoch_order(i // per_epoch)[i % per_epoch]])
     else:
         ds = grain.MapDataset.source(rows).shuffle(seed=seed).repeat()
-    local = batch_size // process_count
-    mine = slice(process_index * local, (process_index + 1) * local)
     ds = (ds.batch(batch_size, drop_remainder=True)
           .map(lambda b: {k: v[mine] for k, v in pad_batch(b, buckets=buckets).items()}))
     return iter(ds.to_iter_dataset())
@@ -98,15 +112,16 @@ def train_batches(features: dict[str, np.ndarray], batch_size: int, seed: int,
 def eval_order(features: dict[str, np.ndarray], batch_size: int) -> np.ndarray:
     """The order `eval_batches` visits the examples: the file cut into chunks of 100 batches,
     each sorted by length (longest first), so batches pad little without a global sort."""
-    lengths = features["input_mask"].astype(bool).sum(-1)
-    return length_bucketed_order(lengths, batch_size, seed=0, shuffle=False)
+    return length_bucketed_order(_lengths(features), batch_size, seed=0, shuffle=False)
 
 
 def eval_batches(features: dict[str, np.ndarray], batch_size: int,
-                 buckets: Sequence[int] = DEFAULT_BUCKETS) -> Iterator[dict[str, np.ndarray]]:
-    """Batches of `batch_size` rows in `eval_order`, each padded to its bucket; the last is
-    filled up with zero-weight copies of its shortest row. `in_file_order` puts per-row outputs
-    back in file order."""
+                 buckets: Sequence[int] = DEFAULT_BUCKETS, *, process_index: int | None = None,
+                 process_count: int | None = None) -> Iterator[dict[str, np.ndarray]]:
+    """This process's rows of global batches of `batch_size` rows in `eval_order`, each padded
+    to its bucket; the last is filled up with zero-weight copies of its shortest row.
+    `in_file_order` puts the per-row outputs of the global batches back in file order."""
+    mine = _process_rows(batch_size, process_index, process_count)
     order = eval_order(features, batch_size)
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
@@ -114,7 +129,7 @@ def eval_batches(features: dict[str, np.ndarray], batch_size: int,
         idx = np.concatenate([idx, np.full(batch_size - real, idx[-1])])
         batch = {k: v[idx] for k, v in features.items()}
         batch["example_weight"] = batch["example_weight"] * (np.arange(batch_size) < real)
-        yield pad_batch(batch, buckets=buckets)
+        yield {k: v[mine] for k, v in pad_batch(batch, buckets=buckets).items()}
 
 
 def in_file_order(outputs: Sequence[dict[str, np.ndarray]], key: str,

@@ -438,8 +438,10 @@ def run(config, workdir: str | Path) -> dict:
         def compute():
             apply = jax.jit(lambda p, b: teacher_model.apply(
                 {"params": p}, b["input_word_ids"], b["input_mask"], b["input_type_ids"])["logits"])
+            # unsharded, on whole batches in every process
+            batches = eval_batches(features, bs, process_index=0, process_count=1)
             return in_file_order([{"logits": np.asarray(apply(teacher_params, b))}
-                                  for b in eval_batches(features, bs)], "logits", features, bs)
+                                  for b in batches], "logits", features, bs)
 
         features["teacher_logits"] = cached_teacher_logits(
             Path(d.cache), fingerprint(features, teacher_params, str(config.teacher.name)), compute)
@@ -465,8 +467,7 @@ def run(config, workdir: str | Path) -> dict:
 
     train = train_batches(features, bs, seed=config.trainer.seed,
                           buckets=tuple(config.data.buckets),
-                          group_by_length=config.data.group_by_length,
-                          process_index=jax.process_index(), process_count=jax.process_count())
+                          group_by_length=config.data.group_by_length)
     state = trainer.fit(train, evaluate)
     result = {"steps": int(state.step), "final": trainer.last_eval,
               "student_parameters": int(sum(np.prod(x.shape) for x in

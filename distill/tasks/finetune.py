@@ -169,8 +169,7 @@ def run(config, workdir: str | Path) -> dict:
 
     train = train_batches(features["train"], bs, seed=config.trainer.seed,
                           buckets=tuple(config.data.buckets),
-                          group_by_length=config.data.group_by_length,
-                          process_index=jax.process_index(), process_count=jax.process_count())
+                          group_by_length=config.data.group_by_length)
     state = trainer.fit(train, evaluate if pairs else None)
     result = {"task": spec_task.name, "steps": int(state.step), "main_metric": main,
               "parameters": sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(state.params)),

@@ -102,9 +102,7 @@ def run(config, workdir: str | Path) -> dict:
         return squad.evaluate(dev_examples, predictions)
 
     state = trainer.fit(train_batches(train.arrays, bs, seed=config.trainer.seed,
-                                      buckets=(d.max_seq_length,),
-                                      process_index=jax.process_index(),
-                                      process_count=jax.process_count()),
+                                      buckets=(d.max_seq_length,)),
                         evaluate)
     result = {"steps": int(state.step), "dev": trainer.last_eval}
     params = host_copy(state.params)

@@ -37,6 +37,9 @@ def optimizer(**overrides) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(dict(
         name="adamw", lr=1e-4, b1=0.9, b2=0.999, eps=1e-6, weight_decay=0.01,
         schedule="linear", power=1.0, warmup_steps=None, warmup_fraction=0.1, clip_norm=1.0,
+        # within each progressive-transfer stage (task.stage_steps): decay to this fraction of
+        # lr with this power after the warmup (MobileBERT's 0.9 and 0.5; optim.stage_schedule)
+        stage_decay_to=0.9, stage_decay_power=0.5,
     ) | overrides)
 
 

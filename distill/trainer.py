@@ -18,6 +18,9 @@ A task provides:
     eval_metrics(params, frozen, batch)    -> {name: (sum, count)}
     trainable_mask(params) (optional)      pytree of bools; False leaves are frozen
     update_mask(step, params) (optional)   pytree of 0/1 multiplying this step's updates
+    stage_steps (optional)                 steps per progressive-transfer stage: the learning
+                                           rate's warmup and decay restart every stage
+                                           (optim.stage_schedule)
 
 The step is pure: `state, metrics = step(state, frozen, batch)`, jitted once with in/out shardings.
 """
@@ -178,7 +181,8 @@ class Trainer:
         init_rng, self.state_rng = jax.random.split(rng)
         boxed = jax.eval_shape(task.init_params, init_rng)
         mask = task.trainable_mask(nn.unbox(boxed)) if hasattr(task, "trainable_mask") else None
-        self.tx, self.schedule = make_optimizer(config.optimizer, tcfg.num_steps, mask)
+        self.tx, self.schedule = make_optimizer(config.optimizer, tcfg.num_steps, mask,
+                                                stage_steps=getattr(task, "stage_steps", 0))
 
         def init_state(rng_init, rng_state):
             params = task.init_params(rng_init)

@@ -168,7 +168,7 @@ def our_step_fn(task, cfg, batch):
             holder["state"], metrics = trainer.train_step(holder["state"], trainer.frozen, placed)
             jax.block_until_ready(metrics["loss"])
 
-        with trainer.mesh:
+        with jax.set_mesh(trainer.mesh):
             yield step
 
 

@@ -202,12 +202,14 @@ class Trainer:
                        else frozen)
 
         replicated = sharding.replicated(self.mesh)
-        step = make_train_step(task, self.tx, self.schedule, tcfg.grad_accum_steps)
+        # Traced under the rules table: activations are laid out like the parameters.
+        step = sharding.traced_in_rules(
+            make_train_step(task, self.tx, self.schedule, tcfg.grad_accum_steps), self.mesh)
         self.train_step = jax.jit(
             step, in_shardings=(self.state_sharding, self.frozen_sharding, self.batch_sharding),
             out_shardings=(self.state_sharding, replicated), donate_argnums=(0,))
         self.eval_step = jax.jit(
-            make_eval_step(task),
+            sharding.traced_in_rules(make_eval_step(task), self.mesh),
             in_shardings=(self.state_sharding.params, self.frozen_sharding, self.batch_sharding),
             out_shardings=replicated)
 
@@ -224,7 +226,7 @@ class Trainer:
     def initial_state(self) -> TrainState:
         """Random init, or the task's `initial_params` (loaded weights) placed on the mesh."""
         initial = getattr(self.task, "initial_params", None)
-        with self.mesh:
+        with jax.set_mesh(self.mesh):
             if initial is None:
                 return self._init_state(self.init_rng, self.state_rng)
             shardings = self.state_sharding
@@ -276,7 +278,7 @@ class Trainer:
         frozen = placed(self.frozen, self.frozen_sharding) if self.frozen else {}
         batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=self.batch_sharding)
                  for k, v in batch.items()}
-        with self.mesh:
+        with jax.set_mesh(self.mesh):
             compiled = self.train_step.lower(state, frozen, batch).compile()
         memory = compiled.memory_analysis()
         cost = compiled.cost_analysis()
@@ -291,7 +293,7 @@ class Trainer:
     # --- loops ------------------------------------------------------------------------------
     def evaluate(self, params, batches: Iterable[dict[str, np.ndarray]]) -> dict[str, float]:
         totals: dict[str, list[float]] = {}
-        with self.mesh:
+        with jax.set_mesh(self.mesh):
             for batch in batches:
                 sums = jax.device_get(self.eval_step(params, self.frozen,
                                                      place_batch(batch, self.batch_sharding)))
@@ -306,11 +308,11 @@ class Trainer:
         key = id(fn)
         if key not in self._predict_steps:
             self._predict_steps[key] = jax.jit(
-                fn, in_shardings=(self.state_sharding.params, self.frozen_sharding,
+                sharding.traced_in_rules(fn, self.mesh), in_shardings=(self.state_sharding.params, self.frozen_sharding,
                                   self.batch_sharding),
                 out_shardings=sharding.replicated(self.mesh))
         step = self._predict_steps[key]
-        with self.mesh:
+        with jax.set_mesh(self.mesh):
             return [jax.device_get(step(params, self.frozen, place_batch(b, self.batch_sharding)))
                     for b in batches]
 
@@ -333,7 +335,7 @@ class Trainer:
         progress = _progress(start, tcfg.num_steps, self.workdir.name)
         last_time, tokens = time.perf_counter(), 0  # token slots since the last log line
         try:
-            with self.mesh:
+            with jax.set_mesh(self.mesh):
                 for step in range(start, tcfg.num_steps):
                     batch = place_batch(next(train_iter), self.batch_sharding)
                     tokens += batch["input_word_ids"].size  # batch shapes vary with buckets

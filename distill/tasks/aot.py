@@ -9,11 +9,17 @@ the config's mesh (as MaxText's train_compile does): no weights are read or allo
 runs. Teacher and student may be presets or config.json files. The mesh is the devices this
 process sees: on a CPU host, `--xla_force_host_platform_device_count` describes any device count.
 Writes `compile_report.json` to the work directory and prints the figures.
+
+On a CPU host the estimate uses XLA:CPU's memory-minimising schedule
+(`--xla_cpu_enable_concurrency_optimized_scheduler=false`, added to XLA_FLAGS when this module is
+imported, before the backend starts): the default concurrency-optimised schedule gathers every
+FSDP-sharded weight up front and keeps them all alive, which accelerator schedulers do not.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import jax
@@ -28,6 +34,10 @@ from flaxbert.heads import Model
 from flaxbert.params import abstract_params
 
 log = logging.getLogger(__name__)
+
+MEMORY_MINIMISING_SCHEDULE = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
+if "concurrency_optimized_scheduler" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {MEMORY_MINIMISING_SCHEDULE}".strip()
 
 
 def _model_config(name: str):

@@ -559,7 +559,8 @@ def render(info, peak, mlm, distill, packing, pipeline, shapes, shape_model,
     if pipeline:
         goals.append(verdict(pipeline["ratio"] >= 5,
                              f"input pipeline ×{pipeline['ratio']:.1f} vs ×5"))
-    lines += [f"{h} Goals", ""] + [f"- {g}" for g in goals] + [""]
+    if goals:
+        lines += [f"{h} Goals", ""] + [f"- {g}" for g in goals] + [""]
     return "\n".join(lines)
 
 
@@ -596,6 +597,9 @@ def main():
                         help="comma-separated MLM rows to run (default: all, or tiny,mini)")
     parser.add_argument("--sections", default=",".join(SECTIONS),
                         help=f"comma-separated sections to run, of {','.join(SECTIONS)}")
+    parser.add_argument("--part", default="",
+                        help="write the run as this named part of --out (e.g. a run of a few "
+                             "rows), keeping the full run's tables")
     args = parser.parse_args()
     sections = set(args.sections.split(","))
     if sections - set(SECTIONS):
@@ -624,12 +628,15 @@ def main():
     shapes = shape_section(shape_model, peak["jax"]) if "shapes" in sections else None
     breakdown = (breakdown_section([name for name in sizes if name in ("tiny", "medium", "base")])
                  if "breakdown" in sections else None)
-    if ACCELERATOR:
-        text = render(info, peak, mlm, distill, packing, pipeline, shapes, shape_model,
-                      breakdown, title=f"## {jax.default_backend().upper()}", level="##")
-    else:
+    part = args.part or ("gpu" if ACCELERATOR else "cpu")
+    if part == "cpu":
         text = render(info, peak, mlm, distill, packing, pipeline, shapes, shape_model, breakdown)
-    write_report(Path(args.out), text, "gpu" if ACCELERATOR else "cpu")
+    else:
+        title = (f"## {jax.default_backend().upper()} run" if part == "gpu" else f"## Run {part}")
+        title += f" ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {' '.join(sys.argv[1:])})"
+        text = render(info, peak, mlm, distill, packing, pipeline, shapes, shape_model,
+                      breakdown, title=title, level="##")
+    write_report(Path(args.out), text, part)
     print(text)
 
 

@@ -308,8 +308,9 @@ class Trainer:
         key = id(fn)
         if key not in self._predict_steps:
             self._predict_steps[key] = jax.jit(
-                sharding.traced_in_rules(fn, self.mesh), in_shardings=(self.state_sharding.params, self.frozen_sharding,
-                                  self.batch_sharding),
+                sharding.traced_in_rules(fn, self.mesh),
+                in_shardings=(self.state_sharding.params, self.frozen_sharding,
+                              self.batch_sharding),
                 out_shardings=sharding.replicated(self.mesh))
         step = self._predict_steps[key]
         with jax.set_mesh(self.mesh):

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from distill import defaults
+from distill import distillation, layer_maps, student_init
 from distill.tasks import distill as kd
+from distill.tasks.common import ModelSpec
 from flaxbert import Model, init_params
 from flaxbert.configs import BertConfig
 from flaxbert.params import flatten
@@ -93,7 +95,7 @@ def test_teacher_bit_identical_after_training(tmp_path, teacher_dir, transfer_fi
 
     config = make_config(teacher_dir, transfer_file, ALL_TERMS)
     teacher, teacher_params, tokenizer = from_pretrained(teacher_dir, heads=("classifier",))
-    task = kd.DistillTask(config, kd.ModelSpec(config.model, ("classifier",), vocab_size=30522),
+    task = distillation.DistillTask(config, ModelSpec(config.model, ("classifier",), vocab_size=30522),
                           teacher, teacher_params)
     texts = transfer_file.read_text().splitlines()[:64]
     features = encode_examples([Example(str(i), t, None, None) for i, t in enumerate(texts)],
@@ -115,7 +117,7 @@ def test_teacher_bit_identical_after_training(tmp_path, teacher_dir, transfer_fi
 def test_gradients_reach_student_and_projections_not_teacher(teacher_dir, transfer_file, tmp_path):
     config = make_config(teacher_dir, transfer_file, ALL_TERMS)
     teacher, teacher_params, tokenizer = from_pretrained(teacher_dir, heads=("classifier",))
-    task = kd.DistillTask(config, kd.ModelSpec(config.model, ("classifier",), vocab_size=30522),
+    task = distillation.DistillTask(config, ModelSpec(config.model, ("classifier",), vocab_size=30522),
                           teacher, teacher_params)
     params = jax.tree_util.tree_map(lambda x: x.value if hasattr(x, "value") else x,
                                     task.init_params(jax.random.PRNGKey(0)),
@@ -163,17 +165,17 @@ def test_cache_equals_live_teacher(tmp_path, teacher_dir, transfer_file):
 
 
 def test_layer_maps():
-    assert kd.layer_pairs("uniform", 12, 4, "hidden") == [(0, 0), (3, 1), (6, 2), (9, 3), (12, 4)]
-    assert kd.layer_pairs("uniform", 6, 2, "attention_probs") == [(3, 1), (6, 2)]
-    assert kd.layer_pairs("last", 6, 2, "attention_probs") == [(6, 2)]
-    assert kd.layer_pairs("skip", 12, 6, "hidden") == [(2, 1), (4, 2), (6, 3), (8, 4), (10, 5), (12, 6)]
-    assert kd.layer_pairs([[0, 0], [5, 2]], 6, 2, "hidden") == [(0, 0), (5, 2)]
+    assert layer_maps.layer_pairs("uniform", 12, 4, "hidden") == [(0, 0), (3, 1), (6, 2), (9, 3), (12, 4)]
+    assert layer_maps.layer_pairs("uniform", 6, 2, "attention_probs") == [(3, 1), (6, 2)]
+    assert layer_maps.layer_pairs("last", 6, 2, "attention_probs") == [(6, 2)]
+    assert layer_maps.layer_pairs("skip", 12, 6, "hidden") == [(2, 1), (4, 2), (6, 3), (8, 4), (10, 5), (12, 6)]
+    assert layer_maps.layer_pairs([[0, 0], [5, 2]], 6, 2, "hidden") == [(0, 0), (5, 2)]
     with pytest.raises(ValueError, match="not a multiple"):
-        kd.layer_pairs("uniform", 6, 4, "hidden")
+        layer_maps.layer_pairs("uniform", 6, 4, "hidden")
     with pytest.raises(ValueError, match=r"layer pair \(teacher 7, student 1\).*out of range"):
-        kd.layer_pairs([[7, 1]], 6, 2, "hidden")
+        layer_maps.layer_pairs([[7, 1]], 6, 2, "hidden")
     with pytest.raises(ValueError, match="'skip' needs teacher depth = 2"):
-        kd.layer_pairs("skip", 6, 2, "hidden")
+        layer_maps.layer_pairs("skip", 6, 2, "hidden")
 
 
 def test_bad_terms_are_refused(teacher_dir, transfer_file, tmp_path):
@@ -190,17 +192,17 @@ def test_bad_terms_are_refused(teacher_dir, transfer_file, tmp_path):
 def test_student_truncated_from_teacher(teacher_dir):
     teacher, params, _ = from_pretrained(teacher_dir, tokenizer=False)
     student_cfg = teacher.config.replace(num_hidden_layers=2)
-    every = kd.truncated_from_teacher(params, teacher.config, student_cfg, "every_other")
+    every = student_init.truncated_from_teacher(params, teacher.config, student_cfg, "every_other")
     np.testing.assert_array_equal(every["backbone"]["layer_0"]["output"]["kernel"],
                                   params["backbone"]["layer_1"]["output"]["kernel"])
     np.testing.assert_array_equal(every["backbone"]["layer_1"]["output"]["kernel"],
                                   params["backbone"]["layer_3"]["output"]["kernel"])
     assert "layer_2" not in every["backbone"]
-    first = kd.truncated_from_teacher(params, teacher.config, student_cfg, "first")
+    first = student_init.truncated_from_teacher(params, teacher.config, student_cfg, "first")
     np.testing.assert_array_equal(first["backbone"]["layer_1"]["output"]["kernel"],
                                   params["backbone"]["layer_1"]["output"]["kernel"])
     with pytest.raises(ValueError, match="needs equal widths"):
-        kd.truncated_from_teacher(params, teacher.config, student_cfg.replace(hidden_size=32,
+        student_init.truncated_from_teacher(params, teacher.config, student_cfg.replace(hidden_size=32,
                                                                                intermediate_size=64), "first")
 
 
@@ -259,7 +261,7 @@ def _progressive_run(tmp_path, teacher_dir, transfer_file, num_steps):
                          **{"distill.progressive_steps": 3, "trainer.num_steps": num_steps,
                             "trainer.checkpoint_every": 2, "optimizer.schedule": "constant"})
     teacher, teacher_params, tokenizer = from_pretrained(teacher_dir)
-    task = kd.DistillTask(config, kd.ModelSpec(config.model, (), vocab_size=30522), teacher,
+    task = distillation.DistillTask(config, ModelSpec(config.model, (), vocab_size=30522), teacher,
                           teacher_params)
     texts = transfer_file.read_text().splitlines()[:64]
     features = encode_examples([Example(str(i), t, None, None) for i, t in enumerate(texts)],

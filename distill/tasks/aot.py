@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from distill.tasks.common import ModelSpec, dtype, prepare_workdir, write_json
-from distill.tasks.distill import DistillTask
+from distill.distillation import DistillTask
 from distill.tasks.pretrain import MaskedLMTask
 from distill.trainer import Trainer
 from flaxbert.configs import get_config, load_config

@@ -5,7 +5,8 @@ layer map (`distill.layer_maps`) and a loss from `distill.losses`:
 
     feature            what is compared                               losses
     logits             classifier logits (PD step 2, DistilBERT)      soft_ce, kl, mse
-    mlm_logits         MLM logits at masked positions                 soft_ce, kl, mse
+    mlm_logits         MLM logits at masked positions                 soft_ce, kl, mse, hard
+    nsp_logits         next-sentence logits (MobileBERT's PD)         soft_ce, kl, hard
     hidden             embedding output (layer 0) + layer outputs     mse, cosine, feature_map
     attention_logits   pre-softmax attention scores (TinyBERT)        mse
     attention_probs    attention distributions (MobileBERT, MiniLM)   kl
@@ -27,11 +28,13 @@ import flax.linen as nn
 from distill import losses
 from distill.layer_maps import layer_pairs
 from distill.tasks.common import ModelSpec
+from distill.tasks.pretrain import masked_lm_terms
 from flaxbert.params import logical_axes
 
 LOSSES = {
-    "logits": ("soft_ce", "kl", "mse"),
-    "mlm_logits": ("soft_ce", "kl", "mse"),
+    "logits": ("soft_ce", "kl", "mse", "hard"),
+    "mlm_logits": ("soft_ce", "kl", "mse", "hard"),
+    "nsp_logits": ("soft_ce", "kl", "hard"),
     "hidden": ("mse", "cosine", "feature_map"),
     "attention_logits": ("mse",),
     "attention_probs": ("kl",),
@@ -39,6 +42,42 @@ LOSSES = {
     "embedding": ("mse", "cosine"),
 }
 LAYERED = ("hidden", "attention_logits", "attention_probs", "value_relation")
+HEAD_OF = {"logits": "classifier", "mlm_logits": "mlm", "nsp_logits": "nsp"}
+
+
+def heads_needed(terms, alpha: float = 1.0) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(student heads, teacher heads) the terms read; `hard` terms need no teacher head."""
+    student = {HEAD_OF[t["feature"]] for t in terms if t["feature"] in HEAD_OF}
+    teacher = {HEAD_OF[t["feature"]] for t in terms
+               if t["feature"] in HEAD_OF and t["loss"] != "hard"}
+    if alpha < 1.0:
+        student.add("classifier")
+    order = ("mlm", "nsp", "classifier")
+    return tuple(h for h in order if h in student), tuple(h for h in order if h in teacher)
+
+
+def check_data(terms, *, masked: bool, nsp: bool, labelled: bool, alpha: float,
+               teacher_heads, teacher_name) -> None:
+    """Refuses, before anything is built, a term the data or the teacher cannot feed."""
+    for i, term in enumerate(terms):
+        feature, where = term["feature"], f"distill.terms[{i}] ({term['feature']}/{term['loss']})"
+        if feature == "mlm_logits" and not masked:
+            raise ValueError(f"{where} needs masked-LM instances (masked_lm_positions): this "
+                             f"config's data is a sentence transfer set; give data.train a "
+                             f"raw-text spec (text:, jsonl:, vader:, tfds:) and "
+                             f"data.max_predictions_per_seq, as `distill pretrain` reads")
+        if feature == "nsp_logits" and not nsp:
+            raise ValueError(f"{where} needs sentence pairs with next-sentence labels: set "
+                             f"data.nsp=True on raw-text data (single sentences have none)")
+        if feature == "logits" and term["loss"] == "hard" and not labelled:
+            raise ValueError(f"{where} needs labelled rows")
+        head = HEAD_OF.get(feature)
+        if head and term["loss"] != "hard" and head not in teacher_heads:
+            raise ValueError(f"{where} needs the teacher's {head} head, and {teacher_name} has "
+                             f"none (its heads: {list(teacher_heads)})")
+    if alpha < 1.0 and not labelled:
+        raise ValueError(f"distill.alpha={alpha} < 1 weighs a hard-label term, but no row has a "
+                         f"label: name a task (task.name) and set distill.include_train_texts=True")
 
 
 def features_of(out: dict, feature: str, mask) -> list:
@@ -87,14 +126,29 @@ class DistillTask:
                                  f"has {t_cfg.num_attention_heads}, student {s_cfg.num_attention_heads}")
             if feature in ("hidden", "embedding") and s_cfg.hidden_size != t_cfg.hidden_size:
                 self.projections[term["name"]] = (s_cfg.hidden_size, t_cfg.hidden_size)
-        # Progressive knowledge transfer (MobileBERT): stage k trains student layer k only, on
-        # its layer pairs, for `progressive_steps` steps; the other parameters stay fixed unless
-        # `progressive_train_others` (the projections always train).
+        # Progressive knowledge transfer (MobileBERT): stage k trains student layer k on its layer
+        # pairs for `progressive_steps` steps. Layers below k (and the embeddings and heads) move
+        # at `progressive_lower_lr` × the rate: 0 freezes them (the paper), 0.1 is the released
+        # code's `layer_wise_learning_rate`; layers above k wait. The projections always train.
+        # `stage_steps` tells the optimizer to restart its warmup and decay at every stage.
         self.progressive = int(config.distill.get("progressive_steps", 0) or 0)
         if self.progressive and student.scan:
             raise ValueError("progressive transfer trains one layer_{i} at a time: set "
                              "model.scan_layers=False")
-        self.train_others = bool(config.distill.get("progressive_train_others", False))
+        self.stage_steps = self.progressive
+        self.lower_lr = float(config.distill.get("progressive_lower_lr", 0.0))
+        if not 0.0 <= self.lower_lr <= 1.0:
+            raise ValueError(f"distill.progressive_lower_lr={self.lower_lr}; expected a scale in "
+                             f"[0, 1] (0 = lower layers frozen, as the paper; 0.1 = the released code)")
+        if self.progressive:
+            for term in self.terms:
+                if term["feature"] in LAYERED:
+                    trained = {s for _, s in term["pairs"]}
+                    missing = sorted(set(range(1, s_cfg.num_hidden_layers + 1)) - trained)
+                    if missing:
+                        raise ValueError(f"distill.progressive_steps: term {term['name']} has no "
+                                         f"layer pair for student layer(s) {missing}, so their "
+                                         f"stages would train nothing; list a pair per layer")
         self.num_student_layers = s_cfg.num_hidden_layers
         self.needs_attention = any(t["feature"] in LAYERED[1:] for t in self.terms)
         self.alpha = float(config.distill.alpha)
@@ -137,8 +191,10 @@ class DistillTask:
             if keys[0] == "projections":
                 return jnp.ones_like(x)
             if len(keys) > 2 and keys[1] == "backbone" and keys[2].startswith("layer_"):
-                return jnp.full_like(x, int(keys[2][len("layer_"):]) == stage)
-            return jnp.full_like(x, self.train_others)
+                layer = int(keys[2][len("layer_"):])
+                scale = jnp.where(layer == stage, 1.0, jnp.where(layer < stage, self.lower_lr, 0.0))
+                return jnp.full_like(x, scale)
+            return jnp.full_like(x, self.lower_lr)
 
         return jax.tree_util.tree_map_with_path(mask, params)
 
@@ -161,17 +217,28 @@ class DistillTask:
         p = params["projections"][name]
         return x @ p["kernel"].astype(x.dtype) + p["bias"].astype(x.dtype)
 
-    def term_losses(self, params, s_out, t_out, batch, step=0) -> dict[str, jax.Array]:
-        """Each term's value (a mean over its valid elements) on one batch."""
+    def term_losses(self, params, s_out, t_out, batch, step=None, per_layer=None):
+        """Each term's value (a mean over its valid elements) on one batch. Layered terms average
+        their pairs, or with progressive transfer and a `step` take the pair of that step's stage;
+        `per_layer` (a dict) receives each pair's value as `{name}_layer{s}`."""
         mask = (batch["input_mask"] > 0).astype(jnp.int32)  # packed rows hold segment numbers
         w = batch["example_weight"]
         out = {}
         for term in self.terms:
             feature, kind, name = term["feature"], term["loss"], term["name"]
-            if feature in ("logits", "mlm_logits"):
-                s, t = s_out[feature], t_out[feature]
+            if feature in HEAD_OF:
+                s = s_out[feature]
                 weights = batch["masked_lm_weights"] if feature == "mlm_logits" else w
                 temperature = term.get("temperature", 1.0)
+                if kind == "hard":
+                    labels = {"logits": "label", "mlm_logits": "masked_lm_ids",
+                              "nsp_logits": "next_sentence_labels"}[feature]
+                    if feature == "logits":
+                        weights = w * batch["has_label"]
+                    value = losses.cross_entropy(s, batch[labels], weights)
+                    out[name] = value
+                    continue
+                t = t_out[feature]
                 if kind == "mse":
                     value = losses.logit_mse(s, t, weights)
                 else:
@@ -200,7 +267,9 @@ class DistillTask:
                               "attention_probs": losses.attention_kl,
                               "value_relation": losses.minilm_value_relation_kl}[feature]
                     values.append(fn(s, t, mask))
-                if self.progressive:  # only the pair of the layer this stage trains
+                    if per_layer is not None:
+                        per_layer[f"{name}_layer{s_i}"] = values[-1]
+                if self.progressive and step is not None:  # the pair of this stage's layer
                     current = self.stage(step) + 1
                     value = sum(v * (s_i == current) for v, (_, s_i) in zip(values, pairs))
                 else:
@@ -208,31 +277,63 @@ class DistillTask:
             out[name] = value
         return out
 
+    def term_count(self, term, batch) -> jax.Array:
+        """How many elements a term's value averages over on `batch` (its weights' sum)."""
+        feature = term["feature"]
+        w = batch["example_weight"]
+        if feature == "logits" and term["loss"] == "hard":
+            return (w * batch["has_label"]).sum()
+        if feature in ("logits", "nsp_logits", "embedding"):
+            return w.sum()
+        if feature == "mlm_logits":
+            return batch["masked_lm_weights"].sum()
+        lengths = (batch["input_mask"] > 0).sum(-1).astype(jnp.float32)
+        if feature == "attention_logits":  # real query-key pairs
+            return jnp.square(lengths).sum()
+        return lengths.sum()  # real tokens (per head, per query: the heads are a constant factor)
+
     def denominators(self, batch):
-        return {"examples": jnp.maximum(batch["example_weight"].sum(), 1.0)}
+        """Global element counts: a micro-batch term, mean × its count / the global count, sums
+        over micro-batches to the full batch's mean, so gradient accumulation is exact."""
+        den = {t["name"]: jnp.maximum(self.term_count(t, batch), 1.0) for t in self.terms}
+        if self.alpha < 1.0:
+            den["hard"] = jnp.maximum((batch["example_weight"] * batch["has_label"]).sum(), 1.0)
+        return den
 
     def loss(self, params, frozen, batch, rng, den):
         s_out = self._apply(self.student.model, params["student"], batch, rng)
         t_out = self.teacher_outputs(frozen, batch)
-        terms = self.term_losses(params, s_out, t_out, batch, den.get("step", 0))
-        # Terms are means over the micro-batch; weighting by its share of the global batch
-        # makes the sum over micro-batches the full-batch value.
-        share = batch["example_weight"].sum() / den["examples"]
+        terms = self.term_losses(params, s_out, t_out, batch, den.get("step"))
+        terms = {t["name"]: terms[t["name"]] * self.term_count(t, batch) / den[t["name"]]
+                 for t in self.terms}
         total = sum(float(t["weight"]) * terms[t["name"]] for t in self.terms)
-        metrics = {k: v * share for k, v in terms.items()}
-        if self.alpha < 1.0 and "logits" in s_out:
-            hard = losses.cross_entropy(s_out["logits"], batch["label"],
-                                        batch["example_weight"] * batch["has_label"])
-            metrics["hard_loss"] = hard * share
+        metrics = dict(terms)
+        if self.alpha < 1.0:
+            labelled = batch["example_weight"] * batch["has_label"]
+            hard = losses.cross_entropy(s_out["logits"], batch["label"], labelled)
+            hard = hard * labelled.sum() / den["hard"]
+            metrics["hard_loss"] = hard
             total = self.alpha * total + (1.0 - self.alpha) * hard
-        return total * share, metrics
+        return total, metrics
 
     def eval_metrics(self, params, frozen, batch):
         s_out = self._apply(self.student.model, params["student"], batch)
         t_out = self.teacher_outputs(frozen, batch)
         n = batch["example_weight"].sum()
-        metrics = {k: (v * n, n) for k, v in self.term_losses(params, s_out, t_out, batch).items()}
-        if "logits" in s_out:
+        per_layer = {}
+        values = self.term_losses(params, s_out, t_out, batch, per_layer=per_layer)
+        counts = {t["name"]: self.term_count(t, batch) for t in self.terms}
+        metrics = {k: (v * counts[k], counts[k]) for k, v in values.items()}
+        for k, v in per_layer.items():  # the pair's term name is the key's prefix
+            count = counts[k.rsplit("_layer", 1)[0]]
+            metrics[k] = (v * count, count)
+        if "mlm_logits" in s_out and "masked_lm_ids" in batch:
+            for who, out in (("", s_out), ("teacher_", t_out)):
+                if "mlm_logits" in out:
+                    nll, correct, weights = masked_lm_terms(out["mlm_logits"], batch)
+                    metrics[f"{who}mlm_loss"] = (nll.sum(), weights.sum())
+                    metrics[f"{who}mlm_accuracy"] = (correct.sum(), weights.sum())
+        if "logits" in s_out and "logits" in t_out:
             agree = (jnp.argmax(s_out["logits"], -1) == jnp.argmax(t_out["logits"], -1))
             metrics["teacher_agreement"] = ((agree * batch["example_weight"]).sum(), n)
         if any(t["feature"] == "embedding" for t in self.terms):

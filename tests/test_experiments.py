@@ -160,3 +160,25 @@ def test_pretraining_on_real_text_beats_the_majority_token_baseline(tmp_path):
     assert result["eval_mlm_accuracy"] >= 1.3 * result["majority_token_accuracy"]
     assert (tmp_path / "export" / "model.safetensors").exists()
     assert (tmp_path / "curves.png").exists()
+
+
+@pytest.fixture(scope="module")
+def small_mlm_teacher(tmp_path_factory, minilm_dir):
+    path = tmp_path_factory.mktemp("mlm_teacher")
+    model = Model(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=4,
+                             num_attention_heads=2, intermediate_size=64), heads=("mlm",))
+    save_pretrained(path, model, init_params(model, 0), load_tokenizer(minilm_dir / "vocab.txt"))
+    return path
+
+
+@pytest.mark.parametrize("variant", ["distilbert", "minilm"])
+def test_general_distillation_configs(tmp_path, small_mlm_teacher, variant):
+    """The raw-text recipes run a step from their documented command (student = every other
+    layer of the teacher for distilbert; the teacher's head count for minilm)."""
+    overrides = ("{'hidden_size': 32, 'intermediate_size': 64, 'num_attention_heads': 2, "
+                 "'num_hidden_layers': 2}"
+                 if variant == "distilbert" else SMALL)
+    result = distill_cli("distill", f"distill.py:{variant}", tmp_path, *ONE_STEP,
+                         f"--config.teacher.name={small_mlm_teacher}",
+                         f"--config.model.overrides={overrides}")
+    assert result["steps"] == 1 and "final" in result

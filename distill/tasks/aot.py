@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from distill.tasks.common import ModelSpec, dtype, prepare_workdir, write_json
-from distill.tasks.distill import DistillTask
+from distill.distillation import DistillTask, heads_needed
 from distill.tasks.pretrain import MaskedLMTask
 from distill.trainer import Trainer
 from flaxbert.configs import get_config, load_config
@@ -54,17 +54,16 @@ def _uses_mlm(config) -> bool:
 
 def build_task(config):
     """The task the config trains, with an abstract teacher when it distils."""
-    mlm = _uses_mlm(config)
     nsp = bool(config.data.get("nsp", False))
     if "distill" not in config:
         return MaskedLMTask(ModelSpec(config.model, ("mlm", "nsp") if nsp else ("mlm",)), nsp)
-    features = {t["feature"] for t in config.distill.terms}
-    heads = (("mlm",) if "mlm_logits" in features or mlm else ()) + (
-        ("classifier",) if "logits" in features else ())
+    student_heads, teacher_heads = heads_needed(config.distill.terms,
+                                                float(config.distill.get("alpha", 1.0)))
     compute = dtype(config.teacher.get("dtype", "float32"))
-    teacher = Model(_model_config(config.teacher.name), heads=heads, dtype=compute,
+    teacher = Model(_model_config(config.teacher.name), heads=teacher_heads, dtype=compute,
                     param_dtype=compute)
-    return DistillTask(config, ModelSpec(config.model, heads), teacher, abstract_params(teacher))
+    return DistillTask(config, ModelSpec(config.model, student_heads), teacher,
+                       abstract_params(teacher))
 
 
 def batch_spec(config) -> dict[str, jax.ShapeDtypeStruct]:

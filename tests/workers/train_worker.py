@@ -12,6 +12,7 @@ single stream, as `jax.make_array_from_process_local_data` expects.
 
 import argparse
 import json
+import sys
 
 import jax
 import ml_collections
@@ -21,7 +22,7 @@ from distill import defaults, distributed
 from distill.data.pretraining import VocabInfo, make_pretraining_dataset
 from distill.tasks.common import ModelSpec
 from distill.tasks.pretrain import MaskedLMTask
-from distill.trainer import Trainer, read_metrics
+from distill.trainer import EXIT_PREEMPTED, Preempted, Trainer, read_metrics
 from flaxbert.params import flatten
 
 VOCAB = VocabInfo(vocab_size=256, cls_id=2, sep_id=3, pad_id=0, mask_id=4)
@@ -94,7 +95,11 @@ def main():
     else:
         task = MaskedLMTask(ModelSpec(cfg.model, ("mlm", "nsp")), nsp=True)
     trainer = Trainer(task, cfg, args.workdir)
-    state = trainer.fit(iter(data))
+    try:
+        state = trainer.fit(iter(data))
+    except Preempted as e:
+        print(e, file=sys.stderr)
+        raise SystemExit(EXIT_PREEMPTED) from None
     params = distributed.host_copy(state.params)
     student = state.params["student"] if args.distill else state.params
     layer = student["backbone"]["layer_0"]["intermediate"]["kernel"]

@@ -116,16 +116,17 @@ def config_changes(saved: dict, new: dict) -> dict[str, tuple[Any, Any]]:
             if a.get(k, missing) != b.get(k, missing)}
 
 
-def check_workdir(workdir, config: ml_collections.ConfigDict) -> dict[str, tuple[Any, Any]]:
+def check_workdir(workdir, config: ml_collections.ConfigDict | None) -> dict[str, tuple[Any, Any]]:
     """Refuses, before anything is built or written, a work directory that is a file or that holds
-    a run of another config (fields other than the resumable ones differ). Returns the resumable
-    changes (empty for a new folder or the same config)."""
+    a run of another config (fields other than the resumable ones differ; `config=None` skips
+    that, for programs that only read the folder). Returns the resumable changes (empty for a
+    new folder or the same config)."""
     workdir = as_path(workdir)
     if workdir.exists() and not workdir.is_dir():
         raise ValueError(f"--workdir {workdir} is an existing file; expected a folder (created "
                          f"if missing)")
     saved_file = workdir / "config.json"
-    if not saved_file.exists():
+    if config is None or not saved_file.exists():
         return {}
     try:
         saved = json.loads(saved_file.read_text())

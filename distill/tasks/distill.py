@@ -37,12 +37,13 @@ from distill import metrics as glue
 from distill.data import tasks as task_data
 from distill.data.features import (encode_examples, eval_batches, in_file_order, num_examples,
                                    train_batches)
-from distill.tasks.common import ModelSpec, plot_curves, prepare_workdir, write_json
+from distill.tasks.common import ModelSpec, atomic_output, plot_curves, prepare_workdir, write_json
 from distill.tasks.finetune import derive_num_steps, dev_splits, load_splits
 from distill.distributed import host_copy
 from distill.trainer import Trainer
 from flaxbert.params import flatten, logical_axes
 from flaxbert.pretrained import from_pretrained, save_pretrained
+from flaxbert.textfiles import read_utf8
 
 log = logging.getLogger(__name__)
 
@@ -356,7 +357,8 @@ def transfer_examples(config) -> list[task_data.Example]:
         if not path.is_file():
             raise FileNotFoundError(f"data.transfer={d.transfer!r}: no such file (expected 'vader' "
                                     f"or a text file with one example per line)")
-        texts = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        texts = [line.strip() for line in read_utf8(path, "data.transfer").splitlines()
+                 if line.strip()]
     if not texts:
         raise ValueError(f"data.transfer={d.transfer!r} holds no texts")
     return [task_data.Example(f"transfer-{i}", t, None, None) for i, t in enumerate(texts)]
@@ -476,7 +478,8 @@ def run(config, workdir: str | Path) -> dict:
         result.update({split: accuracy(state.params, split) for split in dev})
     student_params = host_copy(state.params["student"])
     if jax.process_index() == 0:
-        save_pretrained(workdir / "export", student.model, student_params, tokenizer)
+        with atomic_output(workdir / "export") as tmp:
+            save_pretrained(tmp, student.model, student_params, tokenizer)
         write_json(workdir / "result.json", result)
         plot_curves(workdir, ["loss", *[t["name"] for t in task.terms]])
     log.info("distillation done: %s", result)

@@ -13,6 +13,7 @@ single stream, as `jax.make_array_from_process_local_data` expects.
 import argparse
 import json
 import sys
+import time
 
 import jax
 import ml_collections
@@ -74,6 +75,8 @@ def main():
     parser.add_argument("--coordinator", default="")
     parser.add_argument("--num-processes", type=int, default=1)
     parser.add_argument("--process-id", type=int, default=0)
+    parser.add_argument("--step-delay", type=float, default=0.0,
+                        help="seconds each batch waits (so a signal lands mid-run)")
     parser.add_argument("--distill", action="store_true",
                         help="distil a 4-layer teacher into the model (hidden, attention, MLM terms)")
     args = parser.parse_args()
@@ -86,6 +89,7 @@ def main():
         batch = {k: v[first:first + rows] for k, v in batch.items()}
         if args.distill:
             batch["example_weight"] = np.ones(rows, np.float32)
+        time.sleep(args.step_delay)
         return batch
 
     data = make_pretraining_dataset(corpus(), VOCAB, batch_size=args.batch_size, max_seq_length=32,

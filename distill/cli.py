@@ -217,17 +217,24 @@ def main(argv: list[str] | None = None) -> None:
     except (AttributeError, KeyError) as e:  # an override of a field the config does not have
         message = str(e).strip("'\"").replace("\\'", "'").replace("\\n", " ")
         raise SystemExit(f"distill {program}: unknown config field {message}") from None
+    config = flags_.config
+    try:  # a file that failed to load gives a stand-in raising on first use: name the reason
+        config is None or config.keys()
+    except OSError as e:
+        reason = " ".join(str(e).split()).removeprefix(
+            "Configuration is not available because of an earlier failure to load: ")
+        raise SystemExit(f"distill {program}: --config: {reason}") from None
     if wants_help:
-        print_help(program, flags_.config, flags_["config"].config_filename
-                   if flags_.config is not None else None)
+        print_help(program, config, flags_["config"].config_filename if config is not None
+                   else None)
         return
-    if flags_.config is None or flags_.workdir is None:
+    if config is None or flags_.workdir is None:
         raise SystemExit(f"distill {program}: --config and --workdir are required\n{USAGE}")
     from distill.tasks import common
     from distill.trainer import (EXIT_PREEMPTED, CheckpointUnreadable, Preempted,
                                  TrainingDiverged)
     try:  # before anything is built or written
-        common.check_workdir(flags_.workdir, flags_.config if program in TRAINING else None)
+        common.check_workdir(flags_.workdir, config if program in TRAINING else None)
     except ValueError as e:
         raise SystemExit(f"distill {program}: {e}") from None
     from distill import distributed
@@ -240,7 +247,7 @@ def main(argv: list[str] | None = None) -> None:
     module_name, _, function = PROGRAMS[program].partition(":")
     entry = getattr(importlib.import_module(module_name), function or "run")
     try:
-        entry(flags_.config, flags_.workdir)
+        entry(config, flags_.workdir)
     except Preempted as e:
         print(f"distill {program}: {e}", file=sys.stderr)
         raise SystemExit(EXIT_PREEMPTED) from None

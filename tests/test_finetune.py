@@ -55,11 +55,11 @@ def test_minilm_teacher_learns_the_task_and_teaches_a_student(tmp_path, minilm_d
     measured — is the teacher row of `make demo`'s table (experiments/README.md).
 
     1. all-MiniLM-L6-v2 on the VADER movie snippets, 60 steps of batch 32 (a quarter epoch),
-       lr 1e-4, length 64: dev accuracy well above the 50% of either class (0.76 measured after
-       80 steps at lr 5e-5).
+       lr 1e-4, length 64: dev accuracy well above the 50% of either class (0.785 measured).
     2. BERT-Tiny learns the fine-tuned teacher's soft labels on 2,000 unlabelled VADER transfer
        texts: held-out agreement rises and ends above always answering the teacher's majority
-       class. The student starts from the teacher's word embeddings projected to its width."""
+       class (measured 0.80 → 0.84 against 0.67). The student starts from the teacher's word
+       embeddings projected to its width."""
     from test_distill import make_config, metrics_rows
 
     from distill.data import tasks as task_data

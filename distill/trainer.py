@@ -209,8 +209,6 @@ class Trainer:
     def __init__(self, task, config, workdir):
         self.task, self.config = task, config
         self.workdir = as_path(workdir)
-        if not is_remote(self.workdir):
-            self.workdir = as_path(os.path.abspath(self.workdir))
         tcfg = config.trainer
         self.mesh = sharding.make_mesh(dict(config.mesh))
         dp = sharding.data_parallel_size(self.mesh)
@@ -264,7 +262,7 @@ class Trainer:
         self._predict_steps: dict[int, Any] = {}
         self.last_eval: dict[str, float] = {}
         self.checkpoints = ocp.CheckpointManager(
-            self.workdir / "checkpoints",
+            checkpoint_dir(self.workdir),
             options=ocp.CheckpointManagerOptions(
                 max_to_keep=tcfg.keep_checkpoints, enable_async_checkpointing=True,
                 create=True),
@@ -477,6 +475,14 @@ class Trainer:
             return sum(math.prod(x.shape) for path, x in flat
                        if getattr(path[-1], "key", None) != "embedding")
         return 6.0 * matmul_params(self.abstract_state.params) + 2.0 * matmul_params(self.frozen)
+
+
+def checkpoint_dir(workdir):
+    """WORKDIR/checkpoints as orbax wants it: absolute when local, the URL itself when remote
+    (orbax writes gs:// through tensorstore's GCS driver and google-cloud-storage)."""
+    workdir = as_path(workdir)
+    return workdir / "checkpoints" if is_remote(workdir) else as_path(
+        os.path.abspath(workdir / "checkpoints"))
 
 
 def _all_processes_agree(ok: bool) -> bool:

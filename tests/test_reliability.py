@@ -128,3 +128,91 @@ def test_a_signal_saves_at_the_next_step_and_the_rerun_ends_bit_identical(straig
     assert (workdir / "checkpoints" / str(stopped_at) / "state").is_dir()
     resumed = run_worker(workdir, *STEPS)
     assert_same_run(resumed, workdir, straight)
+
+
+# --- remote work directories and atomic outputs ------------------------------------------------
+
+@pytest.fixture
+def fake_bucket(tmp_path, monkeypatch):
+    """gs:// opened offline: fsspec's "gs"/"gcs" protocol served from a local folder, so etils.epath
+    takes the same code path as for a real bucket. Returns the folder gs://bucket/ maps to."""
+    import fsspec
+    from fsspec.implementations.local import LocalFileSystem
+
+    root = tmp_path / "bucket_root"
+    root.mkdir()
+
+    class LocalBucket(LocalFileSystem):
+        protocol = ("gs", "gcs")
+
+        @classmethod
+        def _strip_protocol(cls, path):
+            path = fsspec.utils.stringify_path(path)
+            if path.startswith(("gs://", "gcs://")):
+                path = str(root / path.split("://", 1)[1])
+            return super()._strip_protocol(path)
+
+    registry = sys.modules["fsspec.registry"]._registry  # `fsspec.registry` is a read-only view
+    for protocol in ("gs", "gcs"):
+        monkeypatch.setitem(registry, protocol, LocalBucket)
+    monkeypatch.chdir(tmp_path)  # a collapsed `gs:/bucket` would appear here
+    return root
+
+
+def test_a_gs_workdir_stays_a_url_for_config_metrics_outputs_and_checkpoints(fake_bucket,
+                                                                             tmp_path):
+    import ml_collections
+
+    from distill import defaults
+    from distill.tasks.common import ModelSpec, atomic_output, prepare_workdir, write_json
+    from distill.trainer import MetricWriter, checkpoint_dir, read_metrics
+    from flaxbert.pretrained import save_pretrained
+
+    cfg = ml_collections.ConfigDict()
+    cfg.model = defaults.model("tiny", overrides={"vocab_size": 64, "max_position_embeddings": 16,
+                                                  "num_hidden_layers": 1})
+    cfg.trainer = defaults.trainer(num_steps=2, batch_size=2)
+    cfg.optimizer = defaults.optimizer()
+    cfg.mesh = defaults.mesh()
+    workdir = prepare_workdir("gs://bucket/run", cfg)
+    assert str(workdir) == "gs://bucket/run"
+    writer = MetricWriter(workdir, resume_step=0)
+    writer.write(1, {"loss": 2.5})
+    writer.close()
+    assert writer.tb is None  # TensorBoard events: local work directories only (documented)
+    write_json(workdir / "result.json", {"acc": 0.5})
+    spec = ModelSpec(cfg.model, ("mlm",))
+    with atomic_output(workdir / "export") as local:
+        save_pretrained(local, spec.model, __import__("flaxbert").init_params(spec.model, 0))
+    # orbax itself needs google-cloud-storage and the network for gs:// (docs/multihost.md);
+    # what the trainer hands it stays the URL
+    assert str(checkpoint_dir(workdir)) == "gs://bucket/run/checkpoints"
+    assert str(checkpoint_dir("relative")) == str(tmp_path / "relative" / "checkpoints")
+
+    run = fake_bucket / "bucket" / "run"
+    assert (run / "config.json").is_file()
+    assert read_metrics("gs://bucket/run") == [{"step": 1, "loss": 2.5}]
+    assert (run / "result.json").read_text() == '{\n  "acc": 0.5\n}\n'
+    assert sorted(os.listdir(run / "export")) == ["config.json", "model.safetensors"]
+    assert sorted(os.listdir(run)) == ["config.json", "export", "metrics.jsonl",
+                                       "result.json"]  # no temporary names left behind
+    assert not (tmp_path / "gs:").exists()
+
+
+def test_an_interrupted_output_leaves_the_previous_one_whole(tmp_path):
+    from distill.tasks.common import atomic_output, write_json
+
+    write_json(tmp_path / "result.json", {"step": 1})
+    with atomic_output(tmp_path / "export") as folder:
+        folder.mkdir()
+        (folder / "model.safetensors").write_bytes(b"old")
+    with pytest.raises(KeyboardInterrupt), atomic_output(tmp_path / "export") as folder:
+        folder.mkdir()
+        (folder / "model.safetensors").write_bytes(b"half")
+        raise KeyboardInterrupt  # killed mid-write
+    assert (tmp_path / "export" / "model.safetensors").read_bytes() == b"old"
+    with atomic_output(tmp_path / "export") as folder:
+        folder.mkdir()
+        (folder / "model.safetensors").write_bytes(b"new")
+    assert (tmp_path / "export" / "model.safetensors").read_bytes() == b"new"
+    assert sorted(os.listdir(tmp_path)) == ["export", "result.json"]

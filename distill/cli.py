@@ -81,15 +81,16 @@ def _load_experiment(path: str):
 
 def print_help(program: str, config=None, config_path: str | None = None) -> None:
     default = EXPERIMENTS_DIR / EXPERIMENTS[program]
-    print(f"usage: distill {program} --config FILE.py[:ARG] --workdir DIR [--config.FIELD=VALUE ...]"
-          f" [-v]\n")
+    print(f"usage: distill {program} --config FILE.py[:ARG] --workdir DIR "
+          f"[--config.FIELD=VALUE ...] [-v]\n")
     print(_summary(program) + "\n")
     print("flags:\n"
           "  --config FILE.py[:ARG]   the experiment (ml_collections config file)\n"
-          "  --workdir DIR            the run folder, local or a URL (gs://...); rerunning resumes\n"
+          "  --workdir DIR            the run folder, local or a URL (gs://...); reruns resume\n"
           "  --config.FIELD=VALUE     override one field of the config\n"
           "  -v, --verbose            library logs on the console too (always in WORKDIR/log.txt)\n"
-          "  --coordinator_address, --num_processes, --process_id   multi-host (docs/multihost.md)\n")
+          "  --coordinator_address, --num_processes, --process_id\n"
+          "                           multi-host (docs/multihost.md)\n")
     print(f"example:\n  distill {program} --config {default.relative_to(EXPERIMENTS_DIR.parent)} "
           f"--workdir runs/{program}\n")
     if config is None and default.is_file():

@@ -537,10 +537,7 @@ class StopRequest:
     def requested(self, step: int) -> bool:
         if self.synced:
             from jax.experimental import multihost_utils
-            if multihost_utils.reached_preemption_sync_point(step):
-                self.signum = self.signum or signal.SIGTERM
-                return True
-            return False
+            return multihost_utils.reached_preemption_sync_point(step)
         return self.signum is not None
 
 

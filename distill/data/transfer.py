@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from distill.data import tasks as task_data
+from flaxbert.textfiles import read_utf8
 
 
 def transfer_examples(config) -> list[task_data.Example]:
@@ -17,7 +18,8 @@ def transfer_examples(config) -> list[task_data.Example]:
         if not path.is_file():
             raise FileNotFoundError(f"data.transfer={d.transfer!r}: no such file (expected 'vader' "
                                     f"or a text file with one example per line)")
-        texts = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        texts = [line.strip() for line in read_utf8(path, "data.transfer").splitlines()
+                 if line.strip()]
     if not texts:
         raise ValueError(f"data.transfer={d.transfer!r} holds no texts")
     return [task_data.Example(f"transfer-{i}", t, None, None) for i, t in enumerate(texts)]

@@ -31,7 +31,7 @@ from distill.data.transfer import transfer_examples
 from distill.distillation import DistillTask, check_data, heads_needed
 from distill.distributed import host_copy
 from distill.tasks import pretrain
-from distill.tasks.common import ModelSpec, plot_curves, prepare_workdir, write_json
+from distill.tasks.common import ModelSpec, atomic_output, plot_curves, prepare_workdir, write_json
 from distill.tasks.finetune import derive_num_steps, dev_splits, load_splits
 from distill.trainer import Trainer
 from flaxbert.pretrained import from_pretrained, save_pretrained
@@ -197,7 +197,8 @@ def _count(tree) -> int:
 def _finish(workdir, student, state, tokenizer, task, result):
     student_params = host_copy(state.params["student"])
     if jax.process_index() == 0:
-        save_pretrained(workdir / "export", student.model, student_params, tokenizer)
+        with atomic_output(workdir / "export") as tmp:
+            save_pretrained(tmp, student.model, student_params, tokenizer)
         write_json(workdir / "result.json", result)
         plot_curves(workdir, ["loss", *[t["name"] for t in task.terms]])
     log.info("distillation done: %s", result)

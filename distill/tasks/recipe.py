@@ -35,7 +35,7 @@ METHODS = ("scratch", "pt_ft", "kd", "pd")
 
 def stage(workdir: Path, name: str, program, config) -> dict:
     """Runs one stage unless its result exists; returns its result with the wall time."""
-    folder = workdir / name
+    folder = common.as_path(workdir) / name
     done = folder / "result.json"
     if done.exists():
         log.info("stage %s: done earlier (%s)", name, done)
@@ -270,7 +270,7 @@ def write_report(workdir: Path, rows, table) -> None:
         return
     common.write_json(workdir / "results.json", {"rows": rows, "table": table})
     text = markdown(table)
-    (workdir / "results.md").write_text(text)
+    common.write_text(workdir / "results.md", text)
     print("\n" + text)
     plot_methods(workdir / "results.png", table)
     plot_pretraining_curve(workdir / "pretraining_curve.png", table)
@@ -281,11 +281,11 @@ def report(workdirs, out: str | Path) -> list[dict]:
     in one table, and test accuracy against student parameters for each method."""
     rows = []
     for workdir in workdirs:
-        path = Path(workdir) / "results.json"
+        path = common.as_path(workdir) / "results.json"
         if not path.is_file():
             raise FileNotFoundError(f"{path} does not exist (is {workdir} a finished recipe run?)")
         rows += json.loads(path.read_text())["rows"]
-    out = Path(out)
+    out = common.as_path(out)
     out.mkdir(parents=True, exist_ok=True)
     table = summarise(rows)
     write_report(out, rows, table)
@@ -318,7 +318,8 @@ def plot_sizes(path: Path, table) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with common.atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
 
 
@@ -339,7 +340,8 @@ def plot_methods(path: Path, table) -> None:
     ax.set_xlim(45, 100)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with common.atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
 
 

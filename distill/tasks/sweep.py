@@ -43,7 +43,7 @@ def run(config, workdir: str | Path) -> dict:
     best = max(cells, key=lambda c: c["dev_mean"])
     summary = {"task": config.finetune.task.name, "cells": cells, "best": best}
     common.write_json(workdir / "sweep.json", summary)
-    (workdir / "sweep.md").write_text(markdown(cells, best))
+    common.write_text(workdir / "sweep.md", markdown(cells, best))
     print(markdown(cells, best))
     return summary
 

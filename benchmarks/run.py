@@ -1,6 +1,12 @@
 """`make bench`: flaxbert's train steps against transformers (PyTorch) on this machine, same run.
 
-    python benchmarks/run.py --out docs/benchmarks.md [--quick]
+    python benchmarks/run.py --out docs/benchmarks.md [--quick] [--models medium,base]
+        [--sections mlm,distill,packing,pipeline,shapes,breakdown]
+    benchmarks/gpu.sh      # on one GPU: the quick run (< 5 min), written as the GPU section
+
+Runs wherever it is started: on CPU in float32; on a GPU (or TPU) in bfloat16 (PyTorch under
+CUDA bf16 autocast) with GPU-sized batches, and the tables then go to the "GPU" section of --out,
+leaving the CPU tables there as they are (and a CPU run keeps an existing GPU section).
 
 Measures, each pair back to back in one process:
   * the machine's matmul peak (jnp.dot and torch.matmul, f32 on CPU, bf16 on accelerators);
@@ -27,6 +33,7 @@ import contextlib
 import math
 import os
 import platform
+import re
 import statistics
 import sys
 import tempfile
@@ -42,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from distill import defaults  # noqa: E402
 from distill.tasks.common import ModelSpec  # noqa: E402
-from distill.tasks.distill import DistillTask  # noqa: E402
+from distill.distillation import DistillTask  # noqa: E402
 from distill.tasks.pretrain import MaskedLMTask  # noqa: E402
 from distill.trainer import Trainer, place_batch  # noqa: E402
 from flaxbert import Model, get_config  # noqa: E402
@@ -51,6 +58,7 @@ from flaxbert.params import abstract_params  # noqa: E402
 SEQ = 128
 PREDICTIONS = 20  # 15% of 128, BERT's max_predictions_per_seq
 ACCELERATOR = jax.default_backend() != "cpu"
+COMPUTE_DTYPE = "bfloat16" if ACCELERATOR else "float32"
 BATCH = {"tiny": 32, "mini": 32, "small": 16, "medium": 8, "base": 8}
 if ACCELERATOR:
     BATCH = {"tiny": 256, "mini": 256, "small": 128, "medium": 64, "base": 64}
@@ -147,8 +155,9 @@ def mlm_batch(batch: int, vocab: int, seed: int = 0) -> dict[str, np.ndarray]:
 
 def trainer_config(model: str, batch: int) -> ml_collections.ConfigDict:
     cfg = ml_collections.ConfigDict()
-    cfg.model = defaults.model(model, overrides={"hidden_dropout_prob": 0.0,
-                                                 "attention_probs_dropout_prob": 0.0})
+    cfg.model = defaults.model(model, dtype=COMPUTE_DTYPE,
+                               overrides={"hidden_dropout_prob": 0.0,
+                                          "attention_probs_dropout_prob": 0.0})
     cfg.trainer = defaults.trainer(batch_size=batch, num_steps=1000)
     cfg.optimizer = defaults.optimizer(lr=1e-4)
     cfg.mesh = defaults.mesh()
@@ -168,7 +177,7 @@ def our_step_fn(task, cfg, batch):
             holder["state"], metrics = trainer.train_step(holder["state"], trainer.frozen, placed)
             jax.block_until_ready(metrics["loss"])
 
-        with trainer.mesh:
+        with jax.set_mesh(trainer.mesh):
             yield step
 
 
@@ -200,6 +209,15 @@ def torch_tensors(batch, device):
     return ids, torch.ones_like(ids), labels, pos.to(device)
 
 
+def torch_autocast(device):
+    """bf16 autocast on CUDA (the compute dtype our steps use there); nothing on CPU."""
+    import torch
+
+    if device == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 def torch_mlm_step(config, batch) -> float:
     import torch
     from transformers import BertForMaskedLM
@@ -210,7 +228,8 @@ def torch_mlm_step(config, batch) -> float:
     ids, mask, labels, _ = torch_tensors(batch, device)
 
     def step():
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        with torch_autocast(device):
+            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -243,15 +262,17 @@ def torch_distill_step(teacher_cfg, student_cfg, batch) -> float:
         return model.cls(hidden[rows, pos])
 
     def step():
-        with torch.no_grad():
-            t_out = teacher.bert(input_ids=ids, attention_mask=mask, output_hidden_states=True)
-            t_logits = masked_logits(teacher, t_out.last_hidden_state)
-        s_out = student.bert(input_ids=ids, attention_mask=mask, output_hidden_states=True)
-        s_logits = masked_logits(student, s_out.last_hidden_state)
-        soft = -(F.softmax(t_logits, -1) * F.log_softmax(s_logits, -1)).sum(-1).mean()
-        hidden = sum(F.mse_loss(project(s_out.hidden_states[m]), t_out.hidden_states[m * every])
-                     for m in range(student_cfg.num_hidden_layers + 1))
-        loss = soft + hidden / (student_cfg.num_hidden_layers + 1)
+        with torch_autocast(device):
+            with torch.no_grad():
+                t_out = teacher.bert(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+                t_logits = masked_logits(teacher, t_out.last_hidden_state)
+            s_out = student.bert(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+            s_logits = masked_logits(student, s_out.last_hidden_state).float()
+            soft = -(F.softmax(t_logits.float(), -1) * F.log_softmax(s_logits, -1)).sum(-1).mean()
+            hidden = sum(F.mse_loss(project(s_out.hidden_states[m]).float(),
+                                    t_out.hidden_states[m * every].float())
+                         for m in range(student_cfg.num_hidden_layers + 1))
+            loss = soft + hidden / (student_cfg.num_hidden_layers + 1)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -270,7 +291,8 @@ def our_distill_step(teacher_cfg, student_name, batch) -> float:
 
     cfg = trainer_config(student_name, len(batch["input_word_ids"]))
     cfg.distill = ml_collections.ConfigDict(dict(alpha=1.0, terms=DISTILL_TERMS))
-    teacher = Model(teacher_cfg, heads=("mlm",))
+    compute = jnp.bfloat16 if ACCELERATOR else jnp.float32
+    teacher = Model(teacher_cfg, heads=("mlm",), dtype=compute, param_dtype=compute)
     task = DistillTask(cfg, ModelSpec(cfg.model, ("mlm",)), teacher, init_params(teacher, 1))
     return our_step(task, cfg, batch)
 
@@ -383,6 +405,14 @@ def shape_section(name: str, peak: float):
         fn = jax.jit(lambda x, y: x @ y)
         seconds = timed(lambda: fn(a, w).block_until_ready(), min_seconds=1.0)
         rows.append((label, 2 * m * k * n / seconds / peak))
+    # The score matmuls as the model runs them: all B·A heads in one batched product, in the
+    # [batch, length, heads, head_dim] layout the projections produce.
+    b, heads, d = BATCH[name], config.num_attention_heads, config.head_dim
+    q = jnp.ones((b, SEQ, heads, d), dtype)
+    scores = jax.jit(lambda x, y: jnp.einsum("bqhd,bkhd->bhqk", x, y))
+    seconds = timed(lambda: scores(q, q).block_until_ready(), min_seconds=1.0)
+    rows.append((f"attention scores, all {b}×{heads} heads batched [B,T,A,d]", 
+                 2 * b * heads * SEQ * SEQ * d / seconds / peak))
     return rows
 
 
@@ -444,63 +474,75 @@ def verdict(ok: bool, text: str) -> str:
 
 
 def render(info, peak, mlm, distill, packing, pipeline, shapes, shape_model,
-           breakdown) -> str:
-    lines = ["# Benchmarks", "",
+           breakdown, title="# Benchmarks", level="#") -> str:
+    """The report; sections not run (None / empty) are left out. `level` prefixes headings."""
+    h = level + "#"
+    lines = [title, "",
              "Written by `make bench` (benchmarks/run.py); every ratio compares runs made back to "
              "back in the same process on the machine below. Goals (issue #9): " + GOALS + ".", "",
-             "## Machine", ""]
+             f"{h} Machine", ""]
     lines += [f"- {k}: {v}" for k, v in info.items()]
+    lines += [f"- compute dtype: {COMPUTE_DTYPE}"]
     lines += ["", f"Matmul peak (the MFU denominator): jax {peak['jax'] / 1e9:,.1f} GFLOP/s, "
               f"torch {peak['torch'] / 1e9:,.1f} GFLOP/s.", ""]
     table = ["| model | batch × 128 | flaxbert tokens/s | PyTorch tokens/s | ratio | "
              "flaxbert MFU | PyTorch MFU |", "|---|---|---|---|---|---|---|"]
     for title, rows in (("MLM pre-training step (AdamW, seq 128)", mlm),
                         ("Distillation step (BERT-Base teacher, soft CE + hidden MSE)", distill)):
-        lines += [f"## {title}", ""] + table
+        if not rows:
+            continue
+        lines += [f"{h} {title}", ""] + table
         lines += [f"| {r['model']} | {r['batch']} | {r['ours_tokens']:,.0f} | "
                   f"{r['torch_tokens']:,.0f} | ×{r['ratio']:.2f} | {r['ours_mfu']:.1%} | "
                   f"{r['torch_mfu']:.1%} |" for r in rows]
         lines.append("")
-    lines += ["## Sequence packing (real text, BERT-Tiny MLM, seq 128)", "",
-              "The demo's pre-training text: tweets, Amazon reviews and NYT editorial snippets.", "",
-              "| batches | fill (real tokens / slots) | real tokens/s |", "|---|---|---|"]
-    lines += [f"| {k} | {v['fill']:.1%} | {v['real_tokens']:,.0f} |"
-              for k, v in packing.items() if k != "ratio"]
-    lines += ["", f"On the snippets as they are, packing gives ×{packing['ratio']:.2f} real "
-              f"tokens/s over padded batches. FULL-SENTENCES also fills rows, but lets attention "
-              f"cross between unrelated texts; packing keeps each text's attention to itself.", "",
-              "## Input pipeline", "",
-              f"The pre-training pipeline (grain, 2 threads, real text) yields "
-              f"{pipeline['batches_per_second']:.1f} batches/s; the BERT-Tiny step consumes "
-              f"{pipeline['step_batches_per_second']:.1f}/s: ×{pipeline['ratio']:.1f}.", "",
-              "## Where the time goes: the model's matmuls alone", "",
-              f"Each of BERT-{shape_model.capitalize()}'s matmul shapes at its benchmark batch, "
-              "timed in isolation, as a "
-              "share of the measured peak — the ceiling for a step built of them:", "",
-              "| matmul | share of peak |", "|---|---|"]
-    lines += [f"| `{label}` | {share:.1%} |" for label, share in shapes]
-    if max(share for _, share in shapes) > 1:
-        lines += ["", "(A share above 100%: the machine ran faster when these were timed than "
-                  "when the peak was, minutes earlier — on a shared machine speed drifts, so "
-                  "compare ratios measured back to back, not figures from different sections.)"]
-    lines += ["", "And within our MLM step (ablation timing, interleaved rounds): the whole train "
-              "step; the gradient of the loss alone (forward + backward, no optimizer); the "
-              "gradient through the encoder alone (no MLM head). The head's share is what it "
-              "adds to the gradient; the optimizer's cost is what the step adds to it (close to "
-              "nothing, or below it where the donated step reuses buffers the gradient-only "
-              "program allocates):", "",
-              "| model | train step | fwd+bwd | encoder fwd+bwd | MLM head + loss share |",
-              "|---|---|---|---|---|"]
-    lines += [f"| {r['model']} | {r['step'] * 1e3:,.0f} ms | {r['head'] * 1e3:,.0f} ms | "
-              f"{r['encoder'] * 1e3:,.0f} ms | {1 - r['encoder'] / r['head']:.0%} |"
-              for r in breakdown]
-    top = max(shapes[:3], key=lambda row: row[1])[1]
-    lines += ["", f"Reading: the encoder's big matmuls reach at most {top:.0%} of the peak even "
-              f"timed alone, and the attention-score matmuls (seq 128, head size 64) "
-              f"{shapes[3][1]:.0%}, so the encoder cannot run at the peak; the MLM head (a "
-              f"projection onto the 30,522-word vocabulary, its softmax and the tied embedding's "
-              f"gradient) does not shrink with the encoder, so it weighs most in the smallest "
-              f"models."]
+    if packing:
+        lines += [f"{h} Sequence packing (real text, BERT-Tiny MLM, seq 128)", "",
+                  "The demo's pre-training text: tweets, Amazon reviews and NYT editorial "
+                  "snippets.", "",
+                  "| batches | fill (real tokens / slots) | real tokens/s |", "|---|---|---|"]
+        lines += [f"| {k} | {v['fill']:.1%} | {v['real_tokens']:,.0f} |"
+                  for k, v in packing.items() if k != "ratio"]
+        lines += ["", f"On the snippets as they are, packing gives ×{packing['ratio']:.2f} real "
+                  f"tokens/s over padded batches. FULL-SENTENCES also fills rows, but lets "
+                  f"attention cross between unrelated texts; packing keeps each text's attention "
+                  f"to itself.", ""]
+    if pipeline:
+        lines += [f"{h} Input pipeline", "",
+                  f"The pre-training pipeline (grain, 2 threads, real text) yields "
+                  f"{pipeline['batches_per_second']:.1f} batches/s; the BERT-Tiny step consumes "
+                  f"{pipeline['step_batches_per_second']:.1f}/s: ×{pipeline['ratio']:.1f}.", ""]
+    if shapes:
+        lines += [f"{h} Where the time goes: the model's matmuls alone", "",
+                  f"Each of BERT-{shape_model.capitalize()}'s matmul shapes at its benchmark "
+                  "batch, timed in isolation, as a share of the measured peak — the ceiling for "
+                  "a step built of them:", "", "| matmul | share of peak |", "|---|---|"]
+        lines += [f"| `{label}` | {share:.1%} |" for label, share in shapes]
+        if max(share for _, share in shapes) > 1:
+            lines += ["", "(A share above 100%: the machine ran faster when these were timed "
+                      "than when the peak was, minutes earlier — on a shared machine speed "
+                      "drifts, so compare ratios measured back to back, not figures from "
+                      "different sections.)"]
+        top = max(shapes[:3], key=lambda row: row[1])[1]
+        lines += ["", f"Reading: the encoder's big matmuls reach at most {top:.0%} of the peak "
+                  f"even timed alone; one head's score matmul (seq 128, head size 64) "
+                  f"{shapes[3][1]:.0%}, all heads batched as the model runs them "
+                  f"{shapes[4][1]:.0%}.", ""]
+    if breakdown:
+        lines += ["Within our MLM step (ablation timing, interleaved rounds): the whole train "
+                  "step; the gradient of the loss alone (forward + backward, no optimizer); the "
+                  "gradient through the encoder alone (no MLM head). The head's share is what it "
+                  "adds to the gradient; the optimizer's cost is what the step adds to it (close "
+                  "to nothing, or below it where the donated step reuses buffers the "
+                  "gradient-only program allocates). The MLM head (a projection onto the "
+                  "30,522-word vocabulary, its softmax and the tied embedding's gradient) does "
+                  "not shrink with the encoder, so it weighs most in the smallest models:", "",
+                  "| model | train step | fwd+bwd | encoder fwd+bwd | MLM head + loss share |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {r['model']} | {r['step'] * 1e3:,.0f} ms | {r['head'] * 1e3:,.0f} ms | "
+                  f"{r['encoder'] * 1e3:,.0f} ms | {1 - r['encoder'] / r['head']:.0%} |"
+                  for r in breakdown]
+        lines.append("")
     by = {r["model"]: r for r in mlm}
     goals = []
     if "tiny" in by:
@@ -512,17 +554,62 @@ def render(info, peak, mlm, distill, packing, pipeline, shapes, shape_model,
         if name in by:
             goals.append(verdict(by[name]["ours_mfu"] >= 0.8,
                                  f"{name} MFU {by[name]['ours_mfu']:.1%} vs 80%"))
-    goals.append(verdict(packing["ratio"] >= 1.3, f"packing ×{packing['ratio']:.2f} vs ×1.3"))
-    goals.append(verdict(pipeline["ratio"] >= 5, f"input pipeline ×{pipeline['ratio']:.1f} vs ×5"))
-    lines += ["", "## Goals", ""] + [f"- {g}" for g in goals] + [""]
+    if packing:
+        goals.append(verdict(packing["ratio"] >= 1.3, f"packing ×{packing['ratio']:.2f} vs ×1.3"))
+    if pipeline:
+        goals.append(verdict(pipeline["ratio"] >= 5,
+                             f"input pipeline ×{pipeline['ratio']:.1f} vs ×5"))
+    if goals:
+        lines += [f"{h} Goals", ""] + [f"- {g}" for g in goals] + [""]
     return "\n".join(lines)
+
+
+def write_report(path: Path, text: str, part: str) -> None:
+    """Writes `text` as one part of the document: "cpu" (the top, a CPU run's tables), "gpu" (an
+    accelerator run's), or another named part (e.g. "sharding", the `distill compile` figures);
+    the parts already there and not rewritten are kept, each after its marker line."""
+    parts, name = {"cpu": []}, "cpu"
+    for line in (path.read_text().splitlines() if path.exists() else []):
+        match = re.fullmatch(r"<!-- part: (\w+) -->", line)
+        if match:
+            name = match.group(1)
+            parts[name] = []
+        else:
+            parts[name].append(line)
+    parts = {k: "\n".join(v).strip("\n") for k, v in parts.items()}
+    parts[part] = text.strip("\n")
+    out = [parts.pop("cpu") or "# Benchmarks"]
+    out += [f"\n<!-- part: {k} -->\n{v}" for k, v in parts.items() if v]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(out) + "\n")
+
+
+SECTIONS = ("mlm", "distill", "packing", "pipeline", "shapes", "breakdown")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="docs/benchmarks.md")
-    parser.add_argument("--quick", action="store_true", help="tiny and mini only (a smoke run)")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny and mini only, distillation into tiny (a smoke run; < 5 min "
+                             "on one GPU)")
+    parser.add_argument("--models", default="",
+                        help="comma-separated MLM rows to run (default: all, or tiny,mini)")
+    parser.add_argument("--sections", default=",".join(SECTIONS),
+                        help=f"comma-separated sections to run, of {','.join(SECTIONS)}")
+    parser.add_argument("--part", default="",
+                        help="write the run as this named part of --out (e.g. a run of a few "
+                             "rows), keeping the full run's tables")
     args = parser.parse_args()
+    sections = set(args.sections.split(","))
+    if sections - set(SECTIONS):
+        parser.error(f"--sections: unknown {sorted(sections - set(SECTIONS))}; expected some of "
+                     f"{SECTIONS}")
+    sizes = tuple(args.models.split(",")) if args.models else (
+        ("tiny", "mini") if args.quick else tuple(BATCH))
+    if set(sizes) - set(BATCH):
+        parser.error(f"--models: unknown {sorted(set(sizes) - set(BATCH))}; expected some of "
+                     f"{tuple(BATCH)}")
     info = machine()
     print("\n".join(f"{k}: {v}" for k, v in info.items()), flush=True)
     # squares, and BERT-Base's FFN shapes at its benchmark batch (XLA:CPU can run those faster)
@@ -531,18 +618,25 @@ def main():
                        + [(tokens, 768, 3072), (tokens, 3072, 768)])
     print(f"matmul peak: jax {peak['jax'] / 1e9:.1f} GFLOP/s, torch {peak['torch'] / 1e9:.1f}",
           flush=True)
-    sizes = ("tiny", "mini") if args.quick else ("tiny", "mini", "small", "medium", "base")
-    mlm = mlm_section(sizes, peak["jax"])
-    distill = distill_section(("tiny",) if args.quick else ("tiny", "small"), peak["jax"])
-    packing = packing_section()
-    pipeline = pipeline_section(mlm[0]["ours_s"])
+    mlm = mlm_section(sizes, peak["jax"]) if "mlm" in sections else []
+    distill = (distill_section(("tiny",) if args.quick else ("tiny", "small"), peak["jax"])
+               if "distill" in sections else [])
+    packing = packing_section() if "packing" in sections else None
+    pipeline = (pipeline_section(mlm[0]["ours_s"]) if "pipeline" in sections and mlm
+                else None)
     shape_model = "mini" if args.quick else "base"
-    shapes = shape_section(shape_model, peak["jax"])
-    breakdown = breakdown_section([r["model"] for r in mlm if r["model"] in
-                                   ("tiny", "medium", "base")])
-    text = render(info, peak, mlm, distill, packing, pipeline, shapes, shape_model, breakdown)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text)
+    shapes = shape_section(shape_model, peak["jax"]) if "shapes" in sections else None
+    breakdown = (breakdown_section([name for name in sizes if name in ("tiny", "medium", "base")])
+                 if "breakdown" in sections else None)
+    part = args.part or ("gpu" if ACCELERATOR else "cpu")
+    if part == "cpu":
+        text = render(info, peak, mlm, distill, packing, pipeline, shapes, shape_model, breakdown)
+    else:
+        title = (f"## {jax.default_backend().upper()} run" if part == "gpu" else f"## Run {part}")
+        title += f" ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {' '.join(sys.argv[1:])})"
+        text = render(info, peak, mlm, distill, packing, pipeline, shapes, shape_model,
+                      breakdown, title=title, level="##")
+    write_report(Path(args.out), text, part)
     print(text)
 
 

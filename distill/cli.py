@@ -3,11 +3,19 @@
     distill pretrain --config experiments/pretrain.py:tiny --workdir runs/pt --config.trainer.num_steps=100
     distill finetune --config experiments/finetune.py:sentiment --workdir runs/ft
     distill distill  --config experiments/distill.py:... --workdir runs/kd
+    distill pretrain --help   # usage, an example and every config field with its default
 
 Any config field can be overridden with `--config.a.b=value`; an unknown field is an error before
-anything is built. Running the same command again in the same work directory resumes. Multi-host
-jobs run one process per host with `--coordinator_address/--num_processes/--process_id` (or none
-of them on a TPU pod or under SLURM); see docs/multihost.md.
+anything is built. Running the same command again in the same work directory resumes; a work
+directory holding a run of another config is refused before anything is built (fields that may
+change on resume, like trainer.num_steps or the eval/log/checkpoint cadence, are allowed).
+Multi-host jobs run one process per host with `--coordinator_address/--num_processes/--process_id`
+(or none of them on a TPU pod or under SLURM); see docs/multihost.md.
+
+The console shows one progress bar per training stage, evaluation lines, warnings and the final
+summary; library logs (orbax, absl, JAX) go to WORKDIR/log.txt (`-v` shows them on the console
+too). Exit status: 0 done, 1 an error (one line naming what was wrong), 2 bad usage,
+75 (`EXIT_PREEMPTED`) stopped by SIGTERM / Ctrl-C after saving a checkpoint: rerun to resume.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
+from pathlib import Path
 
 PROGRAMS = {
     "pretrain": "distill.tasks.pretrain",
@@ -27,31 +36,169 @@ PROGRAMS = {
     "predict": "distill.tasks.finetune:predict_main",
     "compile": "distill.tasks.aot",
 }
+#: Programs that train in (and so own) the work directory: its config.json must match.
+TRAINING = ("pretrain", "finetune", "distill", "recipe", "sweep", "squad")
+#: The experiment file each program's `--help` lists the fields of when no --config is given.
+EXPERIMENTS = {"pretrain": "pretrain.py", "finetune": "finetune.py", "distill": "distill.py",
+               "recipe": "recipe.py", "sweep": "sweep_finetune.py", "squad": "squad.py",
+               "eval": "finetune.py", "predict": "finetune.py", "compile": "distill.py"}
+EXPERIMENTS_DIR = Path(__file__).resolve().parents[1] / "experiments"
+HELP_FLAGS = ("--help", "-h", "--helpfull")
+VERBOSE_FLAGS = ("-v", "--verbose")
 
 USAGE = (f"usage: distill {{{','.join(PROGRAMS)}}} --config FILE.py[:ARG] --workdir DIR "
-         f"[--config.FIELD=VALUE ...]\n       distill report WORKDIRS... --out DIR")
+         f"[--config.FIELD=VALUE ...] [-v]\n       distill report WORKDIRS... --out DIR\n"
+         f"       distill COMMAND --help")
+
+
+def _summary(program: str) -> str:
+    module_name, _, function = PROGRAMS[program].partition(":")
+    module = importlib.import_module(module_name)
+    doc = getattr(module, function).__doc__ if function else module.__doc__
+    return (doc or "").strip()
+
+
+def config_fields(config, prefix: str = "") -> list[str]:
+    """`--config.a.b=default` for every leaf field of a ConfigDict, in order."""
+    lines = []
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if hasattr(value, "items") and value:
+            lines += config_fields(value, f"{name}.")
+        else:
+            lines.append(f"  --config.{name}={value!r}")
+    return lines
+
+
+def _load_experiment(path: str):
+    """The ConfigDict of `FILE.py[:ARG]` (its get_config's default ARG when none is given)."""
+    file, _, arg = path.partition(":")
+    spec = importlib.util.spec_from_file_location("_help_experiment", file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg) if arg else module.get_config()
+
+
+def print_help(program: str, config=None, config_path: str | None = None) -> None:
+    default = EXPERIMENTS_DIR / EXPERIMENTS[program]
+    print(f"usage: distill {program} --config FILE.py[:ARG] --workdir DIR "
+          f"[--config.FIELD=VALUE ...] [-v]\n")
+    print(_summary(program) + "\n")
+    print("flags:\n"
+          "  --config FILE.py[:ARG]   the experiment (ml_collections config file)\n"
+          "  --workdir DIR            the run folder, local or a URL (gs://...); reruns resume\n"
+          "  --config.FIELD=VALUE     override one field of the config\n"
+          "  -v, --verbose            library logs on the console too (always in WORKDIR/log.txt)\n"
+          "  --coordinator_address, --num_processes, --process_id\n"
+          "                           multi-host (docs/multihost.md)\n")
+    print(f"example:\n  distill {program} --config {default.relative_to(EXPERIMENTS_DIR.parent)} "
+          f"--workdir runs/{program}\n")
+    if config is None and default.is_file():
+        config, config_path = _load_experiment(str(default)), str(default)
+    if config is not None:
+        print(f"config fields of {config_path} (with their defaults):")
+        print("\n".join(config_fields(config)))
+        print(f"\nother experiments: `distill {program} --config FILE.py:ARG --help` lists theirs")
+    else:
+        print(f"to see a config's fields: distill {program} --config FILE.py[:ARG] --help")
+
+
+def _split_flags(argv: list[str], names) -> tuple[list[str], bool]:
+    kept = [a for a in argv if a not in names]
+    return kept, len(kept) != len(argv)
+
+
+class _ConsoleHandler(logging.Handler):
+    """Writes through tqdm so log lines do not break the progress bar. Without -v only this
+    project's messages (INFO and up) and warnings from anywhere reach the console."""
+
+    def __init__(self, verbose: bool):
+        super().__init__(logging.INFO)
+        self.verbose = verbose
+
+    def filter(self, record) -> bool:
+        if self.verbose or record.levelno >= logging.WARNING and record.name != "py.warnings":
+            return True
+        return record.name.split(".")[0] in ("distill", "flaxbert", "__main__")
+
+    def emit(self, record):
+        from tqdm.auto import tqdm
+
+        try:
+            message = record.getMessage()
+            if record.levelno >= logging.WARNING:
+                message = f"{record.levelname.lower()}: {message}"
+            elif self.verbose and record.name.split(".")[0] not in ("distill", "flaxbert"):
+                message = f"[{record.name}] {message}"
+            tqdm.write(message, file=sys.stderr)
+        except Exception:  # noqa: BLE001 - logging must never raise
+            self.handleError(record)
+
+
+def setup_logging(workdir, verbose: bool, process_index: int = 0) -> str:
+    """Every log record (INFO and up) to the work directory's log file — log.txt, or
+    log.process<i>.txt on process i > 0 — and the console's share to stderr. A remote work
+    directory's log file is kept locally (its path is returned and logged)."""
+    import tempfile
+
+    from distill.files import as_path, is_remote
+
+    name = "log.txt" if process_index == 0 else f"log.process{process_index}.txt"
+    if is_remote(workdir):
+        local = Path(tempfile.gettempdir()) / "distill-logs" / as_path(workdir).name
+        local.mkdir(parents=True, exist_ok=True)
+        log_file = str(local / name)
+    else:
+        Path(workdir).mkdir(parents=True, exist_ok=True)
+        log_file = str(Path(workdir) / name)
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    file_handler = logging.FileHandler(log_file, encoding="utf-8")
+    file_handler.setFormatter(logging.Formatter(
+        "%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(file_handler)
+    root.addHandler(_ConsoleHandler(verbose))
+    root.setLevel(logging.INFO)
+    logging.getLogger("absl").setLevel(logging.INFO)  # orbax logs through absl
+    logging.captureWarnings(True)
+    if is_remote(workdir):
+        logging.getLogger(__name__).info("log file: %s (kept locally)", log_file)
+    return log_file
+
+
+def _report(argv: list[str]) -> None:
+    import argparse
+
+    from distill.tasks.recipe import report
+    parser = argparse.ArgumentParser(
+        prog="distill report", description="collect recipe runs into one table and plots",
+        epilog="example: distill report runs/demo_seed0 runs/demo_seed1 --out runs/report")
+    parser.add_argument("workdirs", nargs="+", help="finished `distill recipe` work directories")
+    parser.add_argument("--out", required=True, help="folder for results.md/json and the plots")
+    args = parser.parse_args(argv)
+    try:
+        report(args.workdirs, args.out)
+    except (ValueError, FileNotFoundError) as e:
+        raise SystemExit(f"distill report: {e}") from None
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv if argv is None else argv)
     if len(argv) > 1 and argv[1] == "report":
-        import argparse
-
-        from distill.tasks.recipe import report
-        parser = argparse.ArgumentParser(prog="distill report",
-                                         description="collect recipe runs into one table and plots")
-        parser.add_argument("workdirs", nargs="+")
-        parser.add_argument("--out", required=True)
-        args = parser.parse_args(argv[2:])
-        try:
-            report(args.workdirs, args.out)
-        except (ValueError, FileNotFoundError) as e:
-            raise SystemExit(f"distill report: {e}") from None
+        return _report(argv[2:])
+    if len(argv) > 1 and argv[1] in HELP_FLAGS:
+        print(__doc__.strip() + "\n\n" + USAGE + "\n\ncommands:")
+        for program in PROGRAMS:
+            print(f"  {program:9s} {_summary(program).splitlines()[0]}")
+        print(f"  {'report':9s} collect recipe runs into one table and plots")
         return
     if len(argv) < 2 or argv[1] not in PROGRAMS:
         print(USAGE, file=sys.stderr)
         raise SystemExit(2)
     program = argv.pop(1)
+    argv, wants_help = _split_flags(argv, HELP_FLAGS)
+    argv, verbose = _split_flags(argv, VERBOSE_FLAGS)
 
     from absl import flags
     from ml_collections import config_flags
@@ -71,19 +218,41 @@ def main(argv: list[str] | None = None) -> None:
     except (AttributeError, KeyError) as e:  # an override of a field the config does not have
         message = str(e).strip("'\"").replace("\\'", "'").replace("\\n", " ")
         raise SystemExit(f"distill {program}: unknown config field {message}") from None
-    if flags_.config is None or flags_.workdir is None:
+    config = flags_.config
+    try:  # a file that failed to load gives a stand-in raising on first use: name the reason
+        config is None or config.keys()
+    except OSError as e:
+        reason = " ".join(str(e).split()).removeprefix(
+            "Configuration is not available because of an earlier failure to load: ")
+        raise SystemExit(f"distill {program}: --config: {reason}") from None
+    if wants_help:
+        print_help(program, config, flags_["config"].config_filename if config is not None
+                   else None)
+        return
+    if config is None or flags_.workdir is None:
         raise SystemExit(f"distill {program}: --config and --workdir are required\n{USAGE}")
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from distill.tasks import common
+    from distill.trainer import (EXIT_PREEMPTED, CheckpointUnreadable, Preempted,
+                                 TrainingDiverged)
+    try:  # before anything is built or written
+        common.check_workdir(flags_.workdir, config if program in TRAINING else None)
+    except ValueError as e:
+        raise SystemExit(f"distill {program}: {e}") from None
     from distill import distributed
     try:
         distributed.initialize(flags_.coordinator_address, flags_.num_processes, flags_.process_id)
     except ValueError as e:
         raise SystemExit(f"distill {program}: {e}") from None
+    import jax
+    setup_logging(flags_.workdir, verbose, jax.process_index())
     module_name, _, function = PROGRAMS[program].partition(":")
     entry = getattr(importlib.import_module(module_name), function or "run")
     try:
-        entry(flags_.config, flags_.workdir)
-    except (ValueError, FileNotFoundError) as e:
+        entry(config, flags_.workdir)
+    except Preempted as e:
+        print(f"distill {program}: {e}", file=sys.stderr)
+        raise SystemExit(EXIT_PREEMPTED) from None
+    except (ValueError, FileNotFoundError, CheckpointUnreadable, TrainingDiverged) as e:
         raise SystemExit(f"distill {program}: {e}") from None
 
 

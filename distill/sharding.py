@@ -3,10 +3,16 @@
 Model code names every weight's axes (`vocab`, `embed`, `heads`, ...) and never a mesh axis; this
 file alone decides the layout. Mesh axes: `data` (pure data parallel), `fsdp` (data parallel with
 parameters and optimizer state sharded, ZeRO-3 style) and `tensor` (Megatron-style model parallel).
+
+Activations follow the same table: the trainer traces its steps under `traced_in_rules`, where the
+models' hints (`flaxbert.partitioning.constrain`) split the batch over data × fsdp, attention heads
+and the MLP's hidden units over tensor, and keep each layer's output whole over tensor (one
+all-gather / reduce-scatter pair per Megatron block).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from typing import Any
@@ -16,16 +22,17 @@ import numpy as np
 import flax.linen as nn
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from flaxbert.partitioning import activation_rules, fit_spec
+
 log = logging.getLogger(__name__)
 
 MESH_AXES = ("data", "fsdp", "tensor")
 
 LOGICAL_RULES: tuple[tuple[str, Any], ...] = (
-    # activations
+    # activations only (the names below serve parameters and activations alike)
     ("batch", ("data", "fsdp")),
     ("length", None),
     ("act_embed", None),
-    # parameters
     ("vocab", "tensor"),
     ("embed", "fsdp"),
     ("embed_out", "tensor"),
@@ -86,21 +93,11 @@ def _resolve(sizes: dict[str, int], num_devices: int, axes) -> list[int]:
     return [sizes[name] for name in MESH_AXES]
 
 
-def _fit_spec(spec: P, shape: tuple[int, ...], mesh: Mesh) -> P:
-    """Replicates dimensions whose size the mesh axes do not divide (e.g. 2 heads on tensor=4)."""
-    fitted = []
-    for dim, axes in zip(shape, tuple(spec) + (None,) * (len(shape) - len(spec))):
-        names = (axes,) if isinstance(axes, str) else tuple(axes or ())
-        size = math.prod(mesh.shape[name] for name in names)
-        fitted.append(axes if size == 1 or dim % size == 0 else None)
-    return P(*fitted)
-
-
 def logical_to_sharding(logical_specs, shapes, mesh: Mesh, rules=LOGICAL_RULES):
     """NamedShardings for a pytree of logical PartitionSpecs (from `flaxbert.logical_axes`)."""
     mesh_specs = nn.logical_to_mesh(logical_specs, rules)
     return jax.tree_util.tree_map(
-        lambda spec, x: NamedSharding(mesh, _fit_spec(spec, tuple(x.shape), mesh)),
+        lambda spec, x: NamedSharding(mesh, fit_spec(spec, tuple(x.shape), mesh)),
         mesh_specs, shapes, is_leaf=lambda x: isinstance(x, P))
 
 
@@ -115,3 +112,14 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 def data_parallel_size(mesh: Mesh) -> int:
     return mesh.shape["data"] * mesh.shape["fsdp"]
+
+
+def traced_in_rules(fn, mesh: Mesh):
+    """`fn` that, whenever it is traced (jit, lower, eval_shape), runs under LOGICAL_RULES and
+    `mesh`, so the models' activation hints take effect however the caller jits it."""
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        with activation_rules(LOGICAL_RULES), jax.sharding.use_abstract_mesh(
+                mesh.abstract_mesh):
+            return fn(*args, **kwargs)
+    return wrapped

@@ -4,7 +4,15 @@ A *task* says what is trained and how it is scored; the trainer does everything 
 parameter / optimizer-state / batch shardings from the logical-axis rules, one jitted train step
 (gradient accumulation inside), periodic evaluation, metrics (metrics.jsonl, TensorBoard, a
 progress bar), orbax checkpoints of the full state (params, optimizer, step, RNG, data iterator)
-and automatic resume when the same command runs again in the same work directory.
+and automatic resume when the same command runs again in the same work directory:
+
+- a checkpoint that cannot be read (damaged or incomplete files) is moved aside to
+  `checkpoints/<step>.damaged-<n>` (never deleted) and training resumes from the newest readable one;
+- SIGTERM (a preemption notice) or Ctrl-C saves a checkpoint at the next step boundary, on which
+  all processes agree, and stops with `Preempted` (the programs exit with `EXIT_PREEMPTED`);
+  running the same command again resumes exactly.
+
+The work directory may be a URL (gs://, s3://): paths are `etils.epath` paths throughout.
 
 A task provides:
 
@@ -12,7 +20,8 @@ A task provides:
     frozen / frozen_axes                   arrays that are used but never trained (a teacher),
                                            and their logical PartitionSpecs (may be None / {})
     denominators(batch) -> dict            data-only normalisers over the *global* batch (the
-                                           trainer adds the current `step`)
+                                           trainer adds the current `step`): examples, masked
+                                           tokens, or each distillation term's element count
     loss(params, frozen, batch, rng, den)  -> (loss, metrics); both already divided by `den`, so
                                            sums over micro-batches equal the full-batch values
     eval_metrics(params, frozen, batch)    -> {name: (sum, count)}
@@ -30,8 +39,10 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import signal
+import threading
 import time
-from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 import jax
@@ -44,6 +55,7 @@ import grain
 from flax import struct
 
 from distill import sharding
+from distill.files import as_path, is_remote
 from distill.optim import make_optimizer
 
 log = logging.getLogger(__name__)
@@ -59,6 +71,23 @@ class TrainState:
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN/Inf; the last good checkpoint is kept."""
+
+
+#: The exit status of a run stopped by SIGTERM / Ctrl-C after saving its checkpoint
+#: (EX_TEMPFAIL: "try again"); schedulers can requeue on it.
+EXIT_PREEMPTED = 75
+
+
+class Preempted(RuntimeError):
+    """Training stopped on SIGTERM / SIGINT after saving a checkpoint at `step`."""
+
+    def __init__(self, message: str, step: int):
+        super().__init__(message)
+        self.step = step
+
+
+class CheckpointUnreadable(RuntimeError):
+    """No checkpoint of the work directory can be read."""
 
 
 def _tree_add(a, b):
@@ -117,36 +146,56 @@ def make_eval_step(task):
 
 class MetricWriter:
     """metrics.jsonl + TensorBoard, written by process 0 only. On resume, rows past the restored
-    step (written after the last checkpoint) are dropped so the file reads as one straight run."""
+    step (written after the last checkpoint) are dropped so the file reads as one straight run.
 
-    def __init__(self, workdir: Path, resume_step: int):
+    A remote work directory (object stores cannot append) gets the whole file rewritten at every
+    `flush` (each checkpoint and the end), and no TensorBoard events: tensorboardX writes only
+    local folders without extra cloud clients, and metrics.jsonl holds every value."""
+
+    def __init__(self, workdir, resume_step: int):
         self.enabled = jax.process_index() == 0
         self.path = workdir / "metrics.jsonl"
+        self.remote = is_remote(workdir)
         self.tb = None
+        self.rows: list[str] = []  # remote: the whole file, rewritten by `flush`
         if not self.enabled:
             return
         if self.path.exists():
             rows = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
-            kept = [r for r in rows if r.get("step", 0) <= resume_step]
-            self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
-        from tensorboardX import SummaryWriter
-        self.tb = SummaryWriter(str(workdir / "tensorboard"))
+            self.rows = [json.dumps(r) + "\n" for r in rows if r.get("step", 0) <= resume_step]
+            self.path.write_text("".join(self.rows))
+        if self.remote:
+            log.info("TensorBoard events are written for local work directories only; %s holds "
+                     "every metric", self.path)
+        else:
+            from tensorboardX import SummaryWriter
+            self.tb = SummaryWriter(os.fspath(workdir / "tensorboard"))
 
     def write(self, step: int, metrics: dict[str, float]) -> None:
         if not self.enabled:
             return
-        with self.path.open("a") as f:
-            f.write(json.dumps({"step": step, **metrics}) + "\n")
-        for name, value in metrics.items():
-            self.tb.add_scalar(name, value, step)
+        line = json.dumps({"step": step, **metrics}) + "\n"
+        if self.remote:
+            self.rows.append(line)
+        else:
+            with self.path.open("a") as f:
+                f.write(line)
+        if self.tb is not None:
+            for name, value in metrics.items():
+                self.tb.add_scalar(name, value, step)
+
+    def flush(self) -> None:
+        if self.enabled and self.remote:
+            self.path.write_text("".join(self.rows))
 
     def close(self):
+        self.flush()
         if self.tb is not None:
             self.tb.close()
 
 
-def read_metrics(workdir: str | Path) -> list[dict[str, Any]]:
-    path = Path(workdir) / "metrics.jsonl"
+def read_metrics(workdir) -> list[dict[str, Any]]:
+    path = as_path(workdir) / "metrics.jsonl"
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -161,9 +210,9 @@ def place_batch(batch: dict[str, np.ndarray], batch_sharding) -> dict[str, jax.A
 class Trainer:
     """Runs a task under a config with blocks `trainer`, `optimizer` and `mesh`."""
 
-    def __init__(self, task, config, workdir: str | Path):
+    def __init__(self, task, config, workdir):
         self.task, self.config = task, config
-        self.workdir = Path(workdir)
+        self.workdir = as_path(workdir)
         tcfg = config.trainer
         self.mesh = sharding.make_mesh(dict(config.mesh))
         dp = sharding.data_parallel_size(self.mesh)
@@ -206,19 +255,21 @@ class Trainer:
                        else frozen)
 
         replicated = sharding.replicated(self.mesh)
-        step = make_train_step(task, self.tx, self.schedule, tcfg.grad_accum_steps)
+        # Traced under the rules table: activations are laid out like the parameters.
+        step = sharding.traced_in_rules(
+            make_train_step(task, self.tx, self.schedule, tcfg.grad_accum_steps), self.mesh)
         self.train_step = jax.jit(
             step, in_shardings=(self.state_sharding, self.frozen_sharding, self.batch_sharding),
             out_shardings=(self.state_sharding, replicated), donate_argnums=(0,))
         self.eval_step = jax.jit(
-            make_eval_step(task),
+            sharding.traced_in_rules(make_eval_step(task), self.mesh),
             in_shardings=(self.state_sharding.params, self.frozen_sharding, self.batch_sharding),
             out_shardings=replicated)
 
         self._predict_steps: dict[int, Any] = {}
         self.last_eval: dict[str, float] = {}
         self.checkpoints = ocp.CheckpointManager(
-            (self.workdir / "checkpoints").absolute(),
+            checkpoint_dir(self.workdir),
             options=ocp.CheckpointManagerOptions(
                 max_to_keep=tcfg.keep_checkpoints, enable_async_checkpointing=True,
                 create=True),
@@ -228,7 +279,7 @@ class Trainer:
     def initial_state(self) -> TrainState:
         """Random init, or the task's `initial_params` (loaded weights) placed on the mesh."""
         initial = getattr(self.task, "initial_params", None)
-        with self.mesh:
+        with jax.set_mesh(self.mesh):
             if initial is None:
                 return self._init_state(self.init_rng, self.state_rng)
             shardings = self.state_sharding
@@ -238,17 +289,39 @@ class Trainer:
                               opt_state, jax.device_put(self.state_rng, shardings.rng))
 
     def restore(self, data_iter=None) -> TrainState | None:
-        """The latest checkpoint's state (and data-iterator position), or None. The state is
-        restored onto this trainer's mesh and shardings, whatever mesh or process count wrote it."""
-        step = self.checkpoints.latest_step()
-        if step is None:
-            return None
+        """The newest readable checkpoint's state (and data-iterator position), or None. The state
+        is restored onto this trainer's mesh and shardings, whatever mesh or process count wrote it.
+
+        A checkpoint that fails to read (overwritten or missing files) while an older one reads is
+        damaged: it is moved aside to `<step>.damaged-<n>` with a warning naming the step and the
+        error. When none reads, nothing is moved and `CheckpointUnreadable` names the folder."""
+        failures: list[tuple[int, str]] = []
+        for step in sorted(self.checkpoints.all_steps(), reverse=True):
+            try:
+                state, error = self._restore_step(step, data_iter), None
+            except Exception as e:  # noqa: BLE001 - orbax/tensorstore/json raise many types
+                state, error = None, f"{type(e).__name__}: {' '.join(str(e).split())[:400]}"
+            if not _all_processes_agree(error is None):
+                failures.append((step, error or "unreadable on another process"))
+                continue
+            for bad_step, reason in failures:
+                self._move_aside(bad_step, reason)
+            return state
+        if failures:
+            listing = "; ".join(f"step {step}: {reason}" for step, reason in failures)
+            raise CheckpointUnreadable(
+                f"no checkpoint in {self.checkpoints.directory} can be read ({listing}). Nothing "
+                f"was moved or deleted; move the folder aside (or use a new --workdir) to start "
+                f"from scratch")
+        return None
+
+    def _restore_step(self, step: int, data_iter) -> TrainState:
         target = jax.tree_util.tree_map(
             lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
             self.abstract_state, self.state_sharding)
         state_args = ocp.args.StandardRestore(target)  # orbax reshards onto this mesh
         is_grain = isinstance(data_iter, grain.DatasetIterator)
-        own_shard = (Path(self.checkpoints.directory) / str(step) / "data" /
+        own_shard = (as_path(self.checkpoints.directory) / str(step) / "data" /
                      f"process_{jax.process_index()}-of-{jax.process_count()}.json")
         if is_grain and not own_shard.exists():
             # Saved by another number of processes: grain positions are per process, so this
@@ -265,6 +338,21 @@ class Trainer:
             data_iter.set_state(restored.data)
         return restored.state
 
+    def _move_aside(self, step: int, reason: str) -> None:
+        """checkpoints/<step> → checkpoints/<step>.damaged-<n> (process 0; the others wait)."""
+        folder = as_path(self.checkpoints.directory) / str(step)
+        n = 1
+        while (aside := folder.parent / f"{step}.damaged-{n}").exists():
+            n += 1
+        if jax.process_index() == 0:
+            folder.rename(aside)
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+            multihost_utils.sync_global_devices(f"checkpoint {step} moved aside")
+        self.checkpoints.reload()
+        log.warning("checkpoint step %d cannot be read (%s); moved it to %s and resumed from an "
+                    "older one", step, reason, aside)
+
     def save(self, state: TrainState, data_iter, force: bool = False) -> None:
         self.checkpoints.save(int(state.step), force=force, args=ocp.args.Composite(
             state=ocp.args.StandardSave(state), data=_data_save_args(data_iter)))
@@ -280,7 +368,7 @@ class Trainer:
         frozen = placed(self.frozen, self.frozen_sharding) if self.frozen else {}
         batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=self.batch_sharding)
                  for k, v in batch.items()}
-        with self.mesh:
+        with jax.set_mesh(self.mesh):
             compiled = self.train_step.lower(state, frozen, batch).compile()
         memory = compiled.memory_analysis()
         cost = compiled.cost_analysis()
@@ -295,7 +383,7 @@ class Trainer:
     # --- loops ------------------------------------------------------------------------------
     def evaluate(self, params, batches: Iterable[dict[str, np.ndarray]]) -> dict[str, float]:
         totals: dict[str, list[float]] = {}
-        with self.mesh:
+        with jax.set_mesh(self.mesh):
             for batch in batches:
                 sums = jax.device_get(self.eval_step(params, self.frozen,
                                                      place_batch(batch, self.batch_sharding)))
@@ -310,11 +398,12 @@ class Trainer:
         key = id(fn)
         if key not in self._predict_steps:
             self._predict_steps[key] = jax.jit(
-                fn, in_shardings=(self.state_sharding.params, self.frozen_sharding,
-                                  self.batch_sharding),
+                sharding.traced_in_rules(fn, self.mesh),
+                in_shardings=(self.state_sharding.params, self.frozen_sharding,
+                              self.batch_sharding),
                 out_shardings=sharding.replicated(self.mesh))
         step = self._predict_steps[key]
-        with self.mesh:
+        with jax.set_mesh(self.mesh):
             return [jax.device_get(step(params, self.frozen, place_batch(b, self.batch_sharding)))
                     for b in batches]
 
@@ -332,12 +421,14 @@ class Trainer:
         start = int(state.step)
         writer = MetricWriter(self.workdir, start)
         if resumed:
-            log.info("resumed from %s at step %d", self.workdir / "checkpoints", start)
+            log.info("resumed from %s at step %d", self.checkpoints.directory, start)
         flops_per_token = self._flops_per_token()
         progress = _progress(start, tcfg.num_steps, self.workdir.name)
         last_time, tokens = time.perf_counter(), 0  # token slots since the last log line
+        stop = StopRequest()
         try:
-            with self.mesh:
+            stop.__enter__()
+            with jax.set_mesh(self.mesh):
                 for step in range(start, tcfg.num_steps):
                     batch = place_batch(next(train_iter), self.batch_sharding)
                     tokens += batch["input_word_ids"].size  # batch shapes vary with buckets
@@ -362,10 +453,22 @@ class Trainer:
                                                  or done == tcfg.num_steps):
                         self.last_eval = evaluate(state)
                         writer.write(done, {f"eval_{k}": v for k, v in self.last_eval.items()})
+                        log.info("step %d: %s", done, "  ".join(
+                            f"eval_{k}={v:.4f}" for k, v in self.last_eval.items()))
                     if save_now:
                         self.save(state, train_iter, force=done == tcfg.num_steps)
+                        writer.flush()
                     progress.update(1)
+                    if stop.requested(done) and done < tcfg.num_steps:
+                        if not save_now:
+                            self.save(state, train_iter, force=True)
+                        self.checkpoints.wait_until_finished()
+                        raise Preempted(
+                            f"stopped by {stop.name} after step {done}; its checkpoint is in "
+                            f"{self.checkpoints.directory}. Run the same command again to resume "
+                            f"(exit status {EXIT_PREEMPTED})", done)
         finally:
+            stop.__exit__()
             self.checkpoints.wait_until_finished()
             progress.close()
             writer.close()
@@ -380,6 +483,70 @@ class Trainer:
             return sum(math.prod(x.shape) for path, x in flat
                        if getattr(path[-1], "key", None) != "embedding")
         return 6.0 * matmul_params(self.abstract_state.params) + 2.0 * matmul_params(self.frozen)
+
+
+def checkpoint_dir(workdir):
+    """WORKDIR/checkpoints as orbax wants it: absolute when local, the URL itself when remote
+    (orbax writes gs:// through tensorstore's GCS driver and google-cloud-storage)."""
+    workdir = as_path(workdir)
+    return workdir / "checkpoints" if is_remote(workdir) else as_path(
+        os.path.abspath(workdir / "checkpoints"))
+
+
+def _all_processes_agree(ok: bool) -> bool:
+    """True when `ok` holds on every process (collective when there are several)."""
+    if jax.process_count() == 1:
+        return ok
+    from jax.experimental import multihost_utils
+    return bool(np.all(multihost_utils.process_allgather(np.int32(ok))))
+
+
+class StopRequest:
+    """SIGTERM (a preemption notice) and SIGINT (Ctrl-C) while training: the loop asks
+    `requested(step)` at every step boundary and saves and stops when it says so. A second
+    Ctrl-C stops at once (KeyboardInterrupt).
+
+    With several processes the step must be the same everywhere: JAX's preemption sync manager
+    (started by `jax.distributed.initialize`) owns SIGTERM, spreads a notice received by any
+    process to all, and `multihost_utils.reached_preemption_sync_point(step)` answers True at the
+    same step on every process. Ctrl-C on a process is turned into that notice."""
+
+    def __init__(self):
+        from jax._src import distributed
+        self.synced = (jax.process_count() > 1
+                       and distributed.global_state.preemption_sync_manager is not None)
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum else "a preemption notice"
+
+    def __enter__(self):
+        if threading.current_thread() is not threading.main_thread():
+            return self  # signal handlers can only be set from the main thread
+        signums = [signal.SIGINT] if self.synced else [signal.SIGINT, signal.SIGTERM]
+        for signum in signums:
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+    def _handle(self, signum, frame):
+        if self.signum == signal.SIGINT and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # the second Ctrl-C
+        self.signum = signum
+        if self.synced:
+            os.kill(os.getpid(), signal.SIGTERM)  # → JAX's notifier → every process
+
+    def requested(self, step: int) -> bool:
+        if self.synced:
+            from jax.experimental import multihost_utils
+            return multihost_utils.reached_preemption_sync_point(step)
+        return self.signum is not None
 
 
 def _progress(start: int, total: int, name: str):

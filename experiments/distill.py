@@ -18,19 +18,133 @@ Expected on the demo data (BERT-Tiny student, all-MiniLM-L6-v2 teacher, 2 CPU co
   embedding: held-out student–teacher cosine 0.57 after 300 steps, 0.69 after 1,200 (≈ 3 min;
     measured 2026-12-02). From a random init at lr 1e-3: 0.43 after 300 steps; from the demo's
     MLM-pre-trained BERT-Tiny: 0.38. The target of 0.8 needs more steps or a wider student.
+
+General distillation on raw text (the data block of experiments/pretrain.py: the VADER texts
+other than the movie snippets for training, the movie snippets held out; masked instances made
+as `distill pretrain` makes them; a live teacher with an MLM head). The teacher on this machine
+is option (a): BERT-Mini (L4/H256/A4) that `distill pretrain` trains on that text —
+
+    distill pretrain --config experiments/pretrain.py:mini --workdir runs/teacher_mini \
+        --config.data.max_seq_length=64 --config.data.max_predictions_per_seq=10 \
+        --config.trainer.num_steps=3000
+
+  distilbert        student = every other teacher layer (L2/H256), loss 5·KL(T=2)·T² on MLM
+                    logits + 2·MLM + 1·cosine(last hidden), as DistilBERT's released code;
+  tinybert_general  embeddings + hidden MSE (projection 128 → 256) + attention-score MSE, uniform
+                    map (student L2/H128 with the teacher's 4 heads);
+  tinybert_task     the same terms plus prediction-layer soft CE (T = 1) on the task's transfer
+                    set, from the general student (TinyBERT runs the two phases one after the
+                    other; here they are summed — stated, not hidden);
+  mobilebert_pkt    progressive knowledge transfer into a narrow MobileBERT from a narrow IB-BERT
+                    teacher of the same depth (feature-map MSE + attention KL per layer, student
+                    embeddings and MLM head copied from the teacher, restarted warmup per stage,
+                    lower layers at `distill.progressive_lower_lr`: 0 = frozen (paper), 0.1 =
+                    the released code);
+  mobilebert_pd     then pre-training distillation of the whole student: 0.5 hard MLM + 0.5 MLM
+                    KD (soft CE) + NSP, on NSP pairs;
+  minilm            last-layer attention KL + value-relation KL (student with the teacher's heads).
+
+    distill distill --config experiments/distill.py:distilbert --workdir runs/distilbert
+
+Not yet measured on this machine at the time of writing (the teacher was still pre-training):
+see experiments/README.md for the figures that exist.
 """
+
+import importlib.util
+from pathlib import Path
 
 import ml_collections
 
 from distill import defaults
 
 
+TEACHER_MINI = "runs/teacher_mini/export"       # distill pretrain, see above
+TEACHER_IB_BERT = "runs/teacher_ib_bert/export"  # distill pretrain of `narrow_ib_bert`, NSP on
+GENERAL = ("distilbert", "tinybert_general", "mobilebert_pkt", "mobilebert_pd", "minilm")
+# A narrow IB-BERT teacher / MobileBERT student pair for this CPU (4 layers, same inter-block
+# width and embeddings, so PKT can copy the embeddings and MLM head verbatim); the full-size
+# pair is `ib_bert` → `mobilebert` (`distill compile` builds it).
+NARROW_IB_BERT = dict(num_hidden_layers=4, hidden_size=128, embedding_size=64,
+                      intra_bottleneck_size=256, intermediate_size=1024, num_attention_heads=4,
+                      max_position_embeddings=128)
+NARROW_MOBILEBERT = dict(num_hidden_layers=4, hidden_size=128, embedding_size=64,
+                         intra_bottleneck_size=32, intermediate_size=128, num_attention_heads=4,
+                         max_position_embeddings=128)
+
+
+def _raw_text_data() -> ml_collections.ConfigDict:
+    """experiments/pretrain.py's data block (one home for it), at length 64."""
+    spec = importlib.util.spec_from_file_location("pretrain", Path(__file__).with_name("pretrain.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    data = module.get_config("tiny").data
+    data.max_seq_length, data.max_predictions_per_seq = 64, 10
+    return data
+
+
+def _general_terms(arg):
+    kd = dict(feature="mlm_logits", loss="kl", temperature=2.0, t_squared=True)
+    return {
+        "distilbert": [dict(kd, weight=5.0), dict(feature="mlm_logits", loss="hard", weight=2.0),
+                       dict(feature="hidden", loss="cosine", weight=1.0, layers="last")],
+        "tinybert_general": [dict(feature="hidden", loss="mse", weight=1.0, layers="uniform"),
+                             dict(feature="attention_logits", loss="mse", weight=1.0,
+                                  layers="uniform")],
+        "mobilebert_pkt": [dict(feature="hidden", loss="feature_map", weight=100.0 / 24,
+                                layers="uniform"),
+                           dict(feature="attention_probs", loss="kl", weight=1.0 / 24,
+                                layers="uniform")],
+        "mobilebert_pd": [dict(feature="mlm_logits", loss="hard", weight=0.5),
+                          dict(feature="mlm_logits", loss="soft_ce", weight=0.5, temperature=1.0,
+                               t_squared=False),
+                          dict(feature="nsp_logits", loss="hard", weight=1.0)],
+        "minilm": [dict(feature="attention_probs", loss="kl", weight=1.0, layers="last"),
+                   dict(feature="value_relation", loss="kl", weight=1.0, layers="last")],
+    }[arg]
+
+
+def _general(arg: str) -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    mobile = arg.startswith("mobilebert")
+    config.teacher = ml_collections.ConfigDict(dict(
+        name=TEACHER_IB_BERT if mobile else TEACHER_MINI, dtype="float32"))
+    students = {
+        "distilbert": defaults.model("mini", overrides=dict(num_hidden_layers=2)),
+        "tinybert_general": defaults.model("tiny", overrides=dict(num_attention_heads=4)),
+        "minilm": defaults.model("tiny", overrides=dict(num_attention_heads=4)),
+        "mobilebert_pkt": defaults.model("mobilebert", overrides=NARROW_MOBILEBERT),
+        "mobilebert_pd": defaults.model("runs/mobilebert_pkt/export"),
+    }
+    config.model = students[arg]
+    config.task = ml_collections.ConfigDict(dict(name="", data_dir="", seed=0))
+    config.data = _raw_text_data()
+    config.data.nsp = arg == "mobilebert_pd"
+    steps = 1200 if arg == "mobilebert_pkt" else 600  # PKT: 4 stages × 300 steps
+    config.distill = ml_collections.ConfigDict(dict(
+        terms=_general_terms(arg), alpha=1.0,
+        student_init={"distilbert": "every_other", "mobilebert_pkt": "teacher_embeddings"}.get(
+            arg, "model"),
+        include_train_texts=False, cache="", held_out=0,
+        progressive_steps=300 if arg == "mobilebert_pkt" else 0,
+        progressive_lower_lr=0.0,  # PKT: 0 = lower layers frozen (paper); 0.1 = released code
+    ))
+    config.trainer = defaults.trainer(batch_size=32, num_steps=steps, eval_every=150,
+                                      checkpoint_every=300, log_every=25)
+    lr = {"mobilebert_pkt": 1.5e-3, "mobilebert_pd": 1.5e-3}.get(arg, 1e-3)
+    config.optimizer = defaults.optimizer(name="lamb" if mobile else "adamw", lr=lr,
+                                          warmup_fraction=0.1)
+    config.mesh = defaults.mesh()
+    return config
+
+
 def get_config(arg: str = "task") -> ml_collections.ConfigDict:
+    if arg in GENERAL:
+        return _general(arg)
     config = ml_collections.ConfigDict()
     config.teacher = ml_collections.ConfigDict(dict(name=str(defaults.MINILM), dtype="float32"))
     config.model = defaults.model("tiny")
     config.task = ml_collections.ConfigDict(dict(
-        name="sentiment" if arg == "task" else "", data_dir=str(defaults.VADER), seed=0,
+        name="sentiment" if arg in ("task", "tinybert_task") else "", data_dir=str(defaults.VADER), seed=0,
         train="", dev="", test="", text_a="sentence", text_b="", label="label", labels=()))
     config.data = ml_collections.ConfigDict(dict(
         transfer="vader", vader_dir=str(defaults.VADER), max_seq_length=64,
@@ -42,6 +156,11 @@ def get_config(arg: str = "task") -> ml_collections.ConfigDict:
                       t_squared=False)],
         "embedding": [dict(feature="embedding", loss="cosine", weight=1.0, pooling="mean")],
         "tinybert": [dict(feature="hidden", loss="mse", weight=1.0, layers="uniform")],
+        "tinybert_task": [dict(feature="hidden", loss="mse", weight=1.0, layers="uniform"),
+                          dict(feature="attention_logits", loss="mse", weight=1.0,
+                               layers="uniform"),
+                          dict(feature="logits", loss="soft_ce", weight=1.0, temperature=1.0,
+                               t_squared=False)],
     }
     if arg not in terms:
         raise ValueError(f"experiments/distill.py:{arg}; expected one of {sorted(terms)}")
@@ -51,13 +170,18 @@ def get_config(arg: str = "task") -> ml_collections.ConfigDict:
         # model (preset = random, or a folder) | first | every_other | teacher_embeddings (PCA of
         # the teacher's tables: the embedding variant's start, 0.57 vs 0.43 cosine after 300 steps)
         student_init="teacher_embeddings" if arg == "embedding" else "model",
-        include_train_texts=arg == "task",  # the labelled task's texts join the transfer set
+        include_train_texts=arg in ("task", "tinybert_task"),  # the labelled task's texts join the transfer set
         cache="",                       # teacher-logit cache (.npz); '' = live teacher
         held_out=512,                   # transfer examples scored for the eval_ losses
+        progressive_steps=0,            # > 0: MobileBERT's PKT, one student layer per stage
+        progressive_lower_lr=0.0,       # PKT: 0 = lower layers frozen (paper), 0.1 = released code
     ))
+    if arg == "tinybert_task":  # from the general student, against the fine-tuned teacher
+        config.model = defaults.model("runs/tinybert_general/export")
+        config.teacher.name = "runs/teacher_mini_sentiment/best"
     config.trainer = defaults.trainer(batch_size=32, num_steps=0, num_epochs=2, eval_every=300,
                                       checkpoint_every=300, log_every=20)
-    lr = {"task": 5e-4, "embedding": 3e-3, "tinybert": 1e-3}[arg]
+    lr = {"task": 5e-4, "embedding": 3e-3, "tinybert": 1e-3, "tinybert_task": 1e-3}[arg]
     config.optimizer = defaults.optimizer(lr=lr, warmup_fraction=0.1)
     config.mesh = defaults.mesh()
     return config

@@ -10,8 +10,9 @@ The backbone returns the TF Hub encoder dict:
 and, with `output_attentions=True`, per layer `attention_logits` (pre-softmax, scaled, padded keys at
 -inf-like), `attention_probs` [B, A, T, T] and `attention_values` [B, T, A, D] (MiniLM needs them).
 
-Every parameter is created with logical axis names (`vocab`, `embed`, `heads`, `kv`, `mlp`, ...);
-`distill.sharding` maps them to mesh axes. Compute runs in `dtype` (e.g. bfloat16) while parameters
+Every parameter is created with logical axis names (`vocab`, `embed`, `heads`, `kv`, `mlp`, ...),
+and activations carry hints in the same names (`flaxbert.partitioning.constrain`: batch, heads,
+MLP hidden units, layer outputs); `distill.sharding` maps both to mesh axes. Compute runs in `dtype` (e.g. bfloat16) while parameters
 are stored in `param_dtype`; softmax and LayerNorm statistics are always float32.
 """
 
@@ -25,6 +26,7 @@ import jax.numpy as jnp
 import flax.linen as nn
 
 from flaxbert.configs import BertConfig
+from flaxbert.partitioning import constrain
 
 Dtype = Any
 
@@ -69,6 +71,14 @@ def embed(num: int, features: int, axes, config, dtype, param_dtype, name: str) 
                         nn.initializers.normal(config.initializer_range), axes))
 
 
+def lookup(table: nn.Embed, ids, axis: str):
+    """`table(ids)` with the table first made whole over its feature axis (FSDP gathers each
+    weight before use; `axis` names its first dimension). Rows taken from a feature-split table come
+    out feature-split, and XLA can turn that into the batch split the activations need only by
+    replicating the lookup ("involuntary full rematerialization")."""
+    return jnp.take(constrain(table.embedding, (axis, None)), ids, axis=0).astype(table.dtype)
+
+
 def check_inputs(config, input_word_ids, input_mask, input_type_ids):
     """Validates shapes at trace time and fills in the defaults of the optional inputs."""
     if input_word_ids.ndim != 2:
@@ -99,11 +109,6 @@ def attention_mask(input_mask, packed: bool):
     return (same & (input_mask[:, None, :] > 0))[:, None]
 
 
-def constrain(x, axes):
-    """Activation sharding hint in logical axes; a no-op outside `nn.logical_axis_rules`."""
-    return nn.with_logical_constraint(x, axes)
-
-
 class BertEmbeddings(nn.Module):
     config: BertConfig
     dtype: Dtype = jnp.float32
@@ -124,8 +129,9 @@ class BertEmbeddings(nn.Module):
     def __call__(self, input_word_ids, input_type_ids, deterministic: bool, positions=None):
         if positions is None:
             positions = jnp.arange(input_word_ids.shape[1])[None, :]
-        x = (self.word_embeddings(input_word_ids) + self.position_embeddings(positions)
-             + self.token_type_embeddings(input_type_ids))
+        x = (lookup(self.word_embeddings, input_word_ids, "vocab")
+             + lookup(self.position_embeddings, positions, "positions")
+             + lookup(self.token_type_embeddings, input_type_ids, "type_vocab"))
         return self.dropout(self.layer_norm(x), deterministic=deterministic)
 
     def attend(self, hidden):
@@ -152,9 +158,10 @@ class SelfAttention(nn.Module):
         """`mask`: bool, broadcastable to [batch, heads, query, key] (see `attention_mask`)."""
         cfg, dt, pdt = self.config, self.dtype, self.param_dtype
         heads = (self.num_heads, self.head_dim)
-        q = dense(heads, ("embed", "heads", "kv"), cfg, dt, pdt, "query")(query_input)
-        k = dense(heads, ("embed", "heads", "kv"), cfg, dt, pdt, "key")(key_input)
-        v = dense(heads, ("embed", "heads", "kv"), cfg, dt, pdt, "value")(value_input)
+        per_head = ("batch", "length", "heads", "kv")  # Megatron: each device its heads
+        q, k, v = (constrain(dense(heads, ("embed", "heads", "kv"), cfg, dt, pdt, name)(x), per_head)
+                   for name, x in (("query", query_input), ("key", key_input),
+                                   ("value", value_input)))
         dropout_active = not deterministic and cfg.attention_probs_dropout_prob > 0.0
         extras = {}
         if output_attentions or dropout_active or self.mask_value is not None:
@@ -170,7 +177,7 @@ class SelfAttention(nn.Module):
                           "attention_values": v}
         else:
             context = jax.nn.dot_product_attention(q, k, v, mask=mask)
-        return context, extras
+        return constrain(context, per_head), extras
 
 
 class BertLayer(nn.Module):
@@ -194,7 +201,7 @@ class BertLayer(nn.Module):
                          "attention_output", in_axis=(-2, -1))(context)
         x = layer_norm(cfg, dt, pdt, "attention_norm")(x + drop(attn_out, deterministic=deterministic))
         h = dense(cfg.intermediate_size, ("embed", "mlp"), cfg, dt, pdt, "intermediate")(x)
-        h = activation(cfg.hidden_act)(h)
+        h = activation(cfg.hidden_act)(constrain(h, ("batch", "length", "mlp")))
         h = dense(cfg.hidden_size, ("mlp", "embed"), cfg, dt, pdt, "output")(h)
         x = layer_norm(cfg, dt, pdt, "output_norm")(x + drop(h, deterministic=deterministic))
         x = constrain(x, ("batch", "length", "act_embed"))

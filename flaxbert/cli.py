@@ -123,11 +123,14 @@ def embed_texts(model, params, tokenizer, texts, pooling="mean", batch_size=64, 
 
 
 def read_lines(path: str | Path) -> list[str]:
-    """One text per line of a UTF-8 file; errors name the file when it is missing or empty."""
+    """One text per line of a UTF-8 file; errors name the file when it is missing or empty, and
+    the file and line when it is not UTF-8."""
+    from flaxbert.textfiles import read_utf8
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"input file {path} does not exist")
-    texts = path.read_text(encoding="utf-8").splitlines()
+    texts = read_utf8(path, "input file").splitlines()
     if not any(t.strip() for t in texts):
         raise ValueError(f"input file {path} has no text (expected one text per line)")
     return texts
@@ -244,44 +247,79 @@ def _vocab_train(args) -> None:
           f"sentences into {args.out}")
 
 
+#: One example per command, shown by `flaxbert COMMAND --help`.
+EXAMPLES = {
+    "info": "flaxbert info ~/.cache/flaxbert/assets/all-MiniLM-L6-v2",
+    "embed": "flaxbert embed --model ~/.cache/flaxbert/assets/all-MiniLM-L6-v2 --input texts.txt "
+             "--output texts.npy",
+    "convert": "flaxbert convert uncased_L-2_H-128_A-2 bert_tiny_hf --to hf",
+    "demo": "flaxbert demo --model ~/.cache/flaxbert/assets/all-MiniLM-L6-v2 "
+            "--data ~/.cache/flaxbert/assets/vader",
+    "vocab train": "flaxbert vocab train --input vader:~/.cache/flaxbert/assets/vader --out vocab "
+                   "--vocab-size 8000",
+}
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="flaxbert", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="flaxbert", description=__doc__.split("\n")[0],
+                                     epilog="examples:\n" + "\n".join(
+                                         f"  {e}" for e in EXAMPLES.values()),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    info = sub.add_parser("info", help="config and parameter count of a model folder")
-    info.add_argument("model")
+
+    class Formatter(argparse.RawDescriptionHelpFormatter):
+        """Shows each option's default (options without one: nothing added)."""
+
+        def _get_help_string(self, action):
+            text = action.help or ""
+            if action.default not in (None, argparse.SUPPRESS, False) and action.option_strings:
+                text += f" (default: {action.default})"
+            return text
+
+    def command(parent, name: str, help: str, example: str):
+        return parent.add_parser(name, help=help, description=help, formatter_class=Formatter,
+                                 epilog=f"example:\n  {EXAMPLES[example]}")
+
+    info = command(sub, "info", "config and parameter count of a model folder", "info")
+    info.add_argument("model", help="a model folder (HF layout, Google TF checkpoint, ...)")
     info.set_defaults(run=_info)
-    embed = sub.add_parser("embed", help="sentence embeddings of a text file (one per line)")
-    embed.add_argument("--model", required=True)
+    embed = command(sub, "embed", "sentence embeddings of a text file (one per line)", "embed")
+    embed.add_argument("--model", required=True, help="a model folder from_pretrained reads")
     embed.add_argument("--input", required=True, help="a UTF-8 text file, one text per line")
     embed.add_argument("--output", help="the .npy to write (default: INPUT with .npy)")
     embed.add_argument("--pooling", default="mean", choices=POOLINGS,
                        help="mean over real tokens (sentence-transformers), the pooler, or [CLS]")
-    embed.add_argument("--batch-size", type=int, default=64)
-    embed.add_argument("--seq-length", type=int, default=128)
+    embed.add_argument("--batch-size", type=int, default=64, help="texts per forward pass")
+    embed.add_argument("--seq-length", type=int, default=128, help="longest tokenised text kept")
     embed.set_defaults(run=_embed)
-    conv = sub.add_parser("convert", help="convert a checkpoint folder (HF, Google TF, TF Hub)")
-    conv.add_argument("src")
-    conv.add_argument("dst")
-    conv.add_argument("--to", choices=("hf", "orbax"), default="hf")
+    conv = command(sub, "convert", "convert a checkpoint folder (HF, Google TF, TF Hub)", "convert")
+    conv.add_argument("src", help="the checkpoint folder (or TF checkpoint prefix) to read")
+    conv.add_argument("dst", help="the folder to write")
+    conv.add_argument("--to", choices=("hf", "orbax"), default="hf", help="the output format")
     conv.add_argument("--config", help="preset name or config JSON (TF Hub v1 modules need it)")
     conv.set_defaults(run=_convert)
-    demo = sub.add_parser("demo", help="nearest neighbours among real movie-review sentences")
-    demo.add_argument("--model", required=True)
+    demo = command(sub, "demo", "nearest neighbours among real movie-review sentences", "demo")
+    demo.add_argument("--model", required=True, help="a model folder from_pretrained reads")
     demo.add_argument("--data", required=True, help=f"the VADER folder (with {VADER_MOVIES})")
-    demo.add_argument("--sentences", type=int, default=2000)
-    demo.add_argument("--k", type=int, default=3)
-    demo.add_argument("--batch-size", type=int, default=64)
+    demo.add_argument("--sentences", type=int, default=2000, help="corpus sentences embedded")
+    demo.add_argument("--k", type=int, default=3, help="neighbours shown per query")
+    demo.add_argument("--batch-size", type=int, default=64, help="texts per forward pass")
     demo.set_defaults(run=_demo)
-    vocab = sub.add_parser("vocab", help="vocabularies")
+    vocab = sub.add_parser("vocab", help="vocabularies", description="vocabularies",
+                           epilog=f"example:\n  {EXAMPLES['vocab train']}",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     vocab = vocab.add_subparsers(dest="action", required=True)
-    train = vocab.add_parser("train", help="train a WordPiece vocab or a SentencePiece model")
+    train = command(vocab, "train", "train a WordPiece vocab or a SentencePiece model",
+                    "vocab train")
     train.add_argument("--input", required=True,
                        help="a text source spec: text:PATH, jsonl:PATH, vader:PATH, tfds:NAME")
-    train.add_argument("--out", required=True)
-    train.add_argument("--kind", choices=("wordpiece", "sentencepiece"), default="wordpiece")
-    train.add_argument("--vocab-size", type=int, default=30522)
-    train.add_argument("--model-type", choices=("unigram", "bpe"), default="unigram")
-    train.add_argument("--cased", action="store_true")
+    train.add_argument("--out", required=True, help="the folder to write the vocabulary to")
+    train.add_argument("--kind", choices=("wordpiece", "sentencepiece"), default="wordpiece",
+                       help="the vocabulary kind")
+    train.add_argument("--vocab-size", type=int, default=30522, help="tokens in the vocabulary")
+    train.add_argument("--model-type", choices=("unigram", "bpe"), default="unigram",
+                       help="the SentencePiece model type")
+    train.add_argument("--cased", action="store_true", help="keep case (default: lowercase)")
     train.set_defaults(run=_vocab_train)
     return parser
 

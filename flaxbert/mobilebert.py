@@ -50,7 +50,7 @@ import flax.linen as nn
 
 from flaxbert import configs
 from flaxbert.bert import (BertBackbone, SelfAttention, activation, constrain, dense, embed,
-                           make_layers)
+                           lookup, make_layers)
 from flaxbert.configs import BertConfig
 
 NORMALIZATIONS = ("no_norm", "layer_norm")
@@ -208,7 +208,7 @@ class MobileBertEmbeddings(nn.Module):
 
     def __call__(self, input_word_ids, input_type_ids, deterministic: bool, positions=None):
         cfg = self.config
-        x = self.word_embeddings(input_word_ids)
+        x = lookup(self.word_embeddings, input_word_ids, "vocab")
         if cfg.trigram_input:
             nxt = jnp.pad(x[:, 1:], ((0, 0), (0, 1), (0, 0)))
             prev = jnp.pad(x[:, :-1], ((0, 0), (1, 0), (0, 0)))
@@ -217,7 +217,8 @@ class MobileBertEmbeddings(nn.Module):
             x = self.embedding_transformation(x)
         if positions is None:
             positions = jnp.arange(input_word_ids.shape[1])[None, :]
-        x = x + self.position_embeddings(positions) + self.token_type_embeddings(input_type_ids)
+        x = (x + lookup(self.position_embeddings, positions, "positions")
+             + lookup(self.token_type_embeddings, input_type_ids, "type_vocab"))
         return self.dropout(self.norm(x), deterministic=deterministic)
 
     def attend(self, hidden):
@@ -264,13 +265,15 @@ class MobileBertLayer(nn.Module):
         if not cfg.use_bottleneck:
             h = drop(h, deterministic=deterministic)
         h = norm(cfg, dt, pdt, "attention_norm")(h + layer_input)
-        act = activation(cfg.hidden_act)
+        def ffn_inner(name, h):  # the hidden units split over `tensor`, as in BERT's MLP
+            inner = dense(cfg.intermediate_size, ("embed", "mlp"), cfg, dt, pdt, name)(h)
+            return activation(cfg.hidden_act)(constrain(inner, ("batch", "length", "mlp")))
+
         for j in range(cfg.num_feedforward_networks - 1):  # the stacked FFNs
-            inner = act(dense(cfg.intermediate_size, ("embed", "mlp"), cfg, dt, pdt,
-                              f"ffn_{j}_intermediate")(h))
+            inner = ffn_inner(f"ffn_{j}_intermediate", h)
             h = norm(cfg, dt, pdt, f"ffn_{j}_output_norm")(
                 dense(width, ("mlp", "embed"), cfg, dt, pdt, f"ffn_{j}_output")(inner) + h)
-        inner = act(dense(cfg.intermediate_size, ("embed", "mlp"), cfg, dt, pdt, "intermediate")(h))
+        inner = ffn_inner("intermediate", h)
         out = dense(width, ("mlp", "embed"), cfg, dt, pdt, "output")(inner)
         if not cfg.use_bottleneck:
             out = norm(cfg, dt, pdt, "output_norm", eps=DEFAULT_LN_EPS)(

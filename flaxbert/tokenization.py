@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import sentencepiece as spm
 from tokenizers import Tokenizer as _RustTokenizer
+
+from flaxbert.textfiles import read_utf8
 from tokenizers import decoders, normalizers, pre_tokenizers, trainers
 from tokenizers.models import WordPiece as _WordPieceModel
 
@@ -124,7 +126,7 @@ class Tokenizer(abc.ABC):
 def _read_vocab(vocab_file: Path) -> list[str]:
     if not vocab_file.is_file():
         raise FileNotFoundError(f"vocabulary file {vocab_file} does not exist")
-    text = vocab_file.read_text(encoding="utf-8")
+    text = read_utf8(vocab_file, "vocabulary file")
     # Split on '\n' only: str.splitlines() would also split on U+2028, U+0085 etc., which can
     # be tokens in real vocabularies.
     tokens = [line.rstrip("\r") for line in text.split("\n")]

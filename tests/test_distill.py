@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from distill import defaults
+from distill import distillation, layer_maps, student_init
 from distill.tasks import distill as kd
+from distill.tasks.common import ModelSpec
 from flaxbert import Model, init_params
 from flaxbert.configs import BertConfig
 from flaxbert.params import flatten
@@ -93,7 +95,7 @@ def test_teacher_bit_identical_after_training(tmp_path, teacher_dir, transfer_fi
 
     config = make_config(teacher_dir, transfer_file, ALL_TERMS)
     teacher, teacher_params, tokenizer = from_pretrained(teacher_dir, heads=("classifier",))
-    task = kd.DistillTask(config, kd.ModelSpec(config.model, ("classifier",), vocab_size=30522),
+    task = distillation.DistillTask(config, ModelSpec(config.model, ("classifier",), vocab_size=30522),
                           teacher, teacher_params)
     texts = transfer_file.read_text().splitlines()[:64]
     features = encode_examples([Example(str(i), t, None, None) for i, t in enumerate(texts)],
@@ -115,7 +117,7 @@ def test_teacher_bit_identical_after_training(tmp_path, teacher_dir, transfer_fi
 def test_gradients_reach_student_and_projections_not_teacher(teacher_dir, transfer_file, tmp_path):
     config = make_config(teacher_dir, transfer_file, ALL_TERMS)
     teacher, teacher_params, tokenizer = from_pretrained(teacher_dir, heads=("classifier",))
-    task = kd.DistillTask(config, kd.ModelSpec(config.model, ("classifier",), vocab_size=30522),
+    task = distillation.DistillTask(config, ModelSpec(config.model, ("classifier",), vocab_size=30522),
                           teacher, teacher_params)
     params = jax.tree_util.tree_map(lambda x: x.value if hasattr(x, "value") else x,
                                     task.init_params(jax.random.PRNGKey(0)),
@@ -163,17 +165,17 @@ def test_cache_equals_live_teacher(tmp_path, teacher_dir, transfer_file):
 
 
 def test_layer_maps():
-    assert kd.layer_pairs("uniform", 12, 4, "hidden") == [(0, 0), (3, 1), (6, 2), (9, 3), (12, 4)]
-    assert kd.layer_pairs("uniform", 6, 2, "attention_probs") == [(3, 1), (6, 2)]
-    assert kd.layer_pairs("last", 6, 2, "attention_probs") == [(6, 2)]
-    assert kd.layer_pairs("skip", 12, 6, "hidden") == [(2, 1), (4, 2), (6, 3), (8, 4), (10, 5), (12, 6)]
-    assert kd.layer_pairs([[0, 0], [5, 2]], 6, 2, "hidden") == [(0, 0), (5, 2)]
+    assert layer_maps.layer_pairs("uniform", 12, 4, "hidden") == [(0, 0), (3, 1), (6, 2), (9, 3), (12, 4)]
+    assert layer_maps.layer_pairs("uniform", 6, 2, "attention_probs") == [(3, 1), (6, 2)]
+    assert layer_maps.layer_pairs("last", 6, 2, "attention_probs") == [(6, 2)]
+    assert layer_maps.layer_pairs("skip", 12, 6, "hidden") == [(2, 1), (4, 2), (6, 3), (8, 4), (10, 5), (12, 6)]
+    assert layer_maps.layer_pairs([[0, 0], [5, 2]], 6, 2, "hidden") == [(0, 0), (5, 2)]
     with pytest.raises(ValueError, match="not a multiple"):
-        kd.layer_pairs("uniform", 6, 4, "hidden")
+        layer_maps.layer_pairs("uniform", 6, 4, "hidden")
     with pytest.raises(ValueError, match=r"layer pair \(teacher 7, student 1\).*out of range"):
-        kd.layer_pairs([[7, 1]], 6, 2, "hidden")
+        layer_maps.layer_pairs([[7, 1]], 6, 2, "hidden")
     with pytest.raises(ValueError, match="'skip' needs teacher depth = 2"):
-        kd.layer_pairs("skip", 6, 2, "hidden")
+        layer_maps.layer_pairs("skip", 6, 2, "hidden")
 
 
 def test_bad_terms_are_refused(teacher_dir, transfer_file, tmp_path):
@@ -190,17 +192,17 @@ def test_bad_terms_are_refused(teacher_dir, transfer_file, tmp_path):
 def test_student_truncated_from_teacher(teacher_dir):
     teacher, params, _ = from_pretrained(teacher_dir, tokenizer=False)
     student_cfg = teacher.config.replace(num_hidden_layers=2)
-    every = kd.truncated_from_teacher(params, teacher.config, student_cfg, "every_other")
+    every = student_init.truncated_from_teacher(params, teacher.config, student_cfg, "every_other")
     np.testing.assert_array_equal(every["backbone"]["layer_0"]["output"]["kernel"],
                                   params["backbone"]["layer_1"]["output"]["kernel"])
     np.testing.assert_array_equal(every["backbone"]["layer_1"]["output"]["kernel"],
                                   params["backbone"]["layer_3"]["output"]["kernel"])
     assert "layer_2" not in every["backbone"]
-    first = kd.truncated_from_teacher(params, teacher.config, student_cfg, "first")
+    first = student_init.truncated_from_teacher(params, teacher.config, student_cfg, "first")
     np.testing.assert_array_equal(first["backbone"]["layer_1"]["output"]["kernel"],
                                   params["backbone"]["layer_1"]["output"]["kernel"])
     with pytest.raises(ValueError, match="needs equal widths"):
-        kd.truncated_from_teacher(params, teacher.config, student_cfg.replace(hidden_size=32,
+        student_init.truncated_from_teacher(params, teacher.config, student_cfg.replace(hidden_size=32,
                                                                                intermediate_size=64), "first")
 
 
@@ -259,7 +261,7 @@ def _progressive_run(tmp_path, teacher_dir, transfer_file, num_steps):
                          **{"distill.progressive_steps": 3, "trainer.num_steps": num_steps,
                             "trainer.checkpoint_every": 2, "optimizer.schedule": "constant"})
     teacher, teacher_params, tokenizer = from_pretrained(teacher_dir)
-    task = kd.DistillTask(config, kd.ModelSpec(config.model, (), vocab_size=30522), teacher,
+    task = distillation.DistillTask(config, ModelSpec(config.model, (), vocab_size=30522), teacher,
                           teacher_params)
     texts = transfer_file.read_text().splitlines()[:64]
     features = encode_examples([Example(str(i), t, None, None) for i, t in enumerate(texts)],
@@ -323,3 +325,192 @@ def test_sharded_distillation_matches_single_device(tmp_path):
                          "--mesh", "data=2,fsdp=4", devices=8)
     assert sharded["devices"] == 8 and sharded["kernel_shard_shape"] == [32, 512]
     np.testing.assert_allclose(losses(sharded), losses(single), atol=1e-4, rtol=0)
+
+
+# --- general distillation on raw text, exactness, the defects of issue 13 -------------------------
+MLM_TEACHER = dict(TEACHER, max_position_embeddings=64)
+
+
+@pytest.fixture(scope="module")
+def mlm_teacher_dir(tmp_path_factory, minilm_dir):
+    """A small random BERT with MLM and NSP heads and the real vocab, saved like a pre-trained one."""
+    path = tmp_path_factory.mktemp("mlm_teacher")
+    model = Model(BertConfig(**MLM_TEACHER), heads=("mlm", "nsp"))
+    save_pretrained(path, model, init_params(model, 4), load_tokenizer(minilm_dir / "vocab.txt"))
+    return path
+
+
+def raw_text_config(teacher_dir, minilm_dir, vader_dir, terms, **changes):
+    """General distillation on the real VADER text (pretrain's data block)."""
+    files = ",".join(str(vader_dir / f"{n}_GroundTruth.txt") for n in ("tweets", "nytEditorialSnippets"))
+    config = make_config(teacher_dir, "", terms, **{"distill.held_out": 0})
+    config.data = ml_collections.ConfigDict(dict(
+        vocab=str(minilm_dir / "vocab.txt"), train=f"vader:{files}",
+        eval=f"vader:{vader_dir / 'movieReviewSnippets_GroundTruth.txt'}",
+        sentences_per_document=8, max_seq_length=32, max_predictions_per_seq=5,
+        masked_lm_prob=0.15, short_seq_prob=0.1, nsp=False, whole_word_masking=False, pack=False,
+        dupe_factor=1, seed=1))
+    for path, value in changes.items():
+        node = config
+        *parents, leaf = path.split(".")
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    return config
+
+
+def _unboxed(tree):
+    return jax.tree_util.tree_map(lambda x: x.value if hasattr(x, "value") else x, tree,
+                                  is_leaf=lambda x: hasattr(x, "value"))
+
+
+def _masked_batch(tokenizer, sentences, n=8, length=32, predictions=5, seed=0):
+    from distill.data.features import encode_examples
+    from distill.data.tasks import Example
+    batch = encode_examples([Example(str(i), t, None, None) for i, t in enumerate(sentences[:n])],
+                            tokenizer, length)
+    rng = np.random.default_rng(seed)
+    lengths = batch["input_mask"].sum(-1)
+    batch["masked_lm_positions"] = np.stack([rng.choice(np.arange(1, l - 1), predictions)
+                                             for l in lengths]).astype(np.int32)
+    batch["masked_lm_ids"] = np.take_along_axis(batch["input_word_ids"], batch["masked_lm_positions"], 1)
+    batch["masked_lm_weights"] = np.ones((n, predictions), np.float32)
+    batch["next_sentence_labels"] = rng.integers(0, 2, n).astype(np.int32)
+    batch["has_label"] = np.zeros(n, np.float32)
+    return batch
+
+
+def test_student_identical_to_teacher_gives_zero_terms(mlm_teacher_dir, transfer_file):
+    """Teacher as its own student: every distillation term is 0 and soft CE = H(teacher)."""
+    import jax.numpy as jnp
+
+    from distill import losses
+    teacher, params, tokenizer = from_pretrained(mlm_teacher_dir)
+    terms = [dict(feature="mlm_logits", loss="kl", temperature=2.0, t_squared=True),
+             dict(feature="nsp_logits", loss="kl"),
+             dict(feature="hidden", loss="mse", layers="uniform"),
+             dict(feature="hidden", loss="cosine", layers="uniform"),
+             dict(feature="hidden", loss="feature_map", layers="uniform"),
+             dict(feature="attention_logits", loss="mse", layers="uniform"),
+             dict(feature="attention_probs", loss="kl", layers="uniform"),
+             dict(feature="value_relation", loss="kl", layers="uniform"),
+             dict(feature="embedding", loss="mse", pooling="mean"),
+             dict(feature="mlm_logits", loss="soft_ce", temperature=1.0)]
+    config = make_config(mlm_teacher_dir, transfer_file, terms,
+                         **{"model.overrides": MLM_TEACHER})
+    spec = ModelSpec(config.model, ("mlm", "nsp"), vocab_size=30522)
+    spec.model = teacher
+    task = distillation.DistillTask(config, spec, teacher, params)
+    batch = _masked_batch(tokenizer, transfer_file.read_text().splitlines())
+    s_out = task._apply(teacher, params, batch)
+    t_out = task.teacher_outputs(task.frozen, batch)
+    values = task.term_losses({"student": params}, s_out, t_out, batch)
+    for term in task.terms[:-1]:
+        assert abs(float(values[term["name"]])) < 1e-5, (term["name"], values[term["name"]])
+    p = jax.nn.softmax(t_out["mlm_logits"], -1)
+    entropy = -(p * jax.nn.log_softmax(t_out["mlm_logits"], -1)).sum(-1).mean()
+    np.testing.assert_allclose(float(values[task.terms[-1]["name"]]), float(entropy), rtol=1e-5)
+    assert float(losses.cross_entropy(s_out["mlm_logits"], batch["masked_lm_ids"],
+                                      batch["masked_lm_weights"])) > 0
+
+
+def test_alpha_half_adds_exactly_the_hard_label_gradient(teacher_dir, transfer_file):
+    """On labelled rows, grad(α = 0.5) = 0.5·grad(α = 1) + 0.5·grad(hard cross-entropy)."""
+    from distill import losses
+    teacher, teacher_params, tokenizer = from_pretrained(teacher_dir)
+    terms = [dict(feature="logits", loss="soft_ce", weight=1.0, temperature=2.0, t_squared=True),
+             dict(feature="hidden", loss="mse", weight=1.0, layers="uniform")]
+    batch = _masked_batch(tokenizer, transfer_file.read_text().splitlines())
+    batch["label"] = np.array([0, 1, 1, 0, 1, 0, 0, 1], np.int32)
+    batch["has_label"] = np.array([1, 1, 1, 1, 0, 0, 1, 1], np.float32)
+
+    def grads(alpha):
+        config = make_config(teacher_dir, transfer_file, terms, **{"distill.alpha": alpha})
+        task = distillation.DistillTask(config, ModelSpec(config.model, ("classifier",),
+                                                          vocab_size=30522), teacher, teacher_params)
+        params = _unboxed(task.init_params(jax.random.PRNGKey(0)))
+        den = {**task.denominators(batch), "step": 0}
+        g = jax.grad(lambda p: task.loss(p, task.frozen, batch, None, den)[0])(params)
+        return task, params, g
+
+    task, params, half = grads(0.5)
+    _, _, full = grads(1.0)
+
+    def hard(p):
+        out = task._apply(task.student.model, p["student"], batch)
+        return losses.cross_entropy(out["logits"], batch["label"], batch["has_label"])
+
+    hard_grad = jax.grad(hard)(params)
+    for name, g in flatten(half).items():
+        expected = 0.5 * flatten(full)[name] + 0.5 * flatten(hard_grad)[name]
+        np.testing.assert_allclose(g, expected, atol=1e-6, rtol=1e-5, err_msg=name)
+    assert np.any(flatten(hard_grad)["student/classifier/kernel"] != 0)
+
+
+def test_gradient_accumulation_is_exact_for_token_averaged_terms(teacher_dir, transfer_file):
+    """Two micro-batches of unequal token counts sum to the full batch's gradient."""
+    from distill.trainer import split_microbatches
+    teacher, teacher_params, tokenizer = from_pretrained(teacher_dir)
+    terms = [dict(feature="hidden", loss="mse", weight=1.0, layers="uniform"),
+             dict(feature="attention_logits", loss="mse", weight=1.0, layers="uniform"),
+             dict(feature="attention_probs", loss="kl", weight=1.0, layers="last")]
+    config = make_config(teacher_dir, transfer_file, terms)
+    task = distillation.DistillTask(config, ModelSpec(config.model, (), vocab_size=30522),
+                                    teacher, teacher_params)
+    params = _unboxed(task.init_params(jax.random.PRNGKey(0)))
+    lines = transfer_file.read_text().splitlines()
+    batch = _masked_batch(tokenizer, sorted(lines[:8], key=len))  # rows i::2 differ in length
+    den = {**task.denominators(batch), "step": 0}
+    loss = lambda p, b: task.loss(p, task.frozen, b, None, den)[0]  # noqa: E731
+    whole = jax.grad(loss)(params, batch)
+    micro = split_microbatches(batch, 2)
+    parts = [jax.grad(loss)(params, jax.tree_util.tree_map(lambda x: x[i], micro)) for i in (0, 1)]
+    for name, g in flatten(whole).items():
+        np.testing.assert_allclose(flatten(parts[0])[name] + flatten(parts[1])[name], g,
+                                   atol=1e-6, rtol=1e-4, err_msg=name)
+
+
+def test_embeddings_from_teacher_copy_verbatim_at_equal_width(teacher_dir):
+    teacher, params, _ = from_pretrained(teacher_dir, tokenizer=False)
+    student = Model(teacher.config.replace(num_hidden_layers=2), heads=())
+    copied = student_init.embeddings_from_teacher(params, init_params(student, 1))
+    for name, value in flatten(params["backbone"]["embeddings"]).items():
+        np.testing.assert_array_equal(flatten(copied["backbone"]["embeddings"])[name], value)
+
+
+def test_terms_the_data_cannot_feed_fail_at_start(tmp_path, teacher_dir, mlm_teacher_dir,
+                                                  transfer_file, minilm_dir, vader_dir):
+    mlm = [dict(feature="mlm_logits", loss="kl", weight=1.0)]
+    with pytest.raises(ValueError, match=r"terms\[0\] \(mlm_logits/kl\) needs masked-LM instances"):
+        kd.run(make_config(mlm_teacher_dir, transfer_file, mlm), tmp_path / "a")
+    nsp = [dict(feature="nsp_logits", loss="hard", weight=1.0)]
+    with pytest.raises(ValueError, match=r"nsp_logits/hard\) needs sentence pairs.*data.nsp=True"):
+        kd.run(raw_text_config(mlm_teacher_dir, minilm_dir, vader_dir, nsp), tmp_path / "b")
+    with pytest.raises(ValueError, match=r"needs the teacher's mlm head, and .* has none"):
+        kd.run(raw_text_config(teacher_dir, minilm_dir, vader_dir, mlm), tmp_path / "c")
+    logits = [dict(feature="logits", loss="soft_ce", weight=1.0)]
+    with pytest.raises(ValueError, match=r"alpha=0.5 < 1 weighs a hard-label term, but no row"):
+        kd.run(make_config(teacher_dir, transfer_file, logits, **{"distill.alpha": 0.5}),
+               tmp_path / "d")
+
+
+@pytest.mark.slow
+def test_general_distillation_on_raw_text_lowers_held_out_mlm_kl(tmp_path, mlm_teacher_dir,
+                                                                 minilm_dir, vader_dir):
+    """`distill distill` on real text, MLM-logit KL·T² + hidden cosine with a live teacher:
+    held-out MLM-logit KL falls; the export loads with its MLM head. (With DistilBERT's hard
+    MLM term at weight 2 and this random teacher, the KL rises: the labels pull the student
+    away from the teacher — measured 0.0161 → 0.0184 over 40 steps.)"""
+    terms = [dict(feature="mlm_logits", loss="kl", weight=5.0, temperature=2.0, t_squared=True),
+             dict(feature="hidden", loss="cosine", weight=1.0, layers="last")]
+    config = raw_text_config(mlm_teacher_dir, minilm_dir, vader_dir, terms,
+                             **{"trainer.num_steps": 40, "trainer.eval_every": 20,
+                                "model.overrides": dict(STUDENT, hidden_size=48,
+                                                        intermediate_size=96)})
+    result = kd.run(config, tmp_path / "general")
+    rows = [r for r in metrics_rows(tmp_path / "general") if "eval_mlm_logits_kl_0" in r]
+    kl = [r["eval_mlm_logits_kl_0"] for r in rows]
+    print("held-out MLM-logit KL:", kl, "result:", result)
+    assert len(kl) == 2 and kl[-1] < kl[0]
+    assert "eval_teacher_mlm_accuracy" in result
+    assert from_pretrained(tmp_path / "general" / "export", tokenizer=False).model.heads == ("mlm",)

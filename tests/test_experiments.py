@@ -3,9 +3,12 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from distill.cli import main
+from distill.defaults import VADER
+from distill.tasks import recipe
 from flaxbert import Model, init_params
 from flaxbert.configs import BertConfig
 from flaxbert.pretrained import save_pretrained
@@ -44,20 +47,71 @@ def test_distill_configs(tmp_path, small_teacher, variant):
     assert result["steps"] == 1
 
 
+@pytest.mark.slow
 def test_recipe_config(tmp_path, small_teacher):
+    """The demo recipe at one step a stage, plus a pre-training-curve point (PT+FT from the
+    step-1 checkpoint of a 2-step pre-training): every method, the lr grid picked on dev."""
     steps = [f"--config.{stage}.trainer.num_steps=1" for stage in
-             ("teacher_finetune", "student_finetune", "pretrain", "distill")]
+             ("teacher_finetune", "student_finetune", "distill")]
     main(["distill", "recipe", f"--config={EXPERIMENTS / 'recipe.py:demo'}",
           f"--workdir={tmp_path}", *steps,
           f"--config.teacher_finetune.model.name={small_teacher}",
-          f"--config.pretrain.model.overrides={SMALL}"])
+          f"--config.pretrain.model.overrides={SMALL}", "--config.pretrain.trainer.num_steps=2",
+          "--config.pretrain.trainer.checkpoint_every=1", "--config.pretrain.trainer.eval_every=1",
+          "--config.pretrain.trainer.keep_checkpoints=3", "--config.recipe.pretrain_checkpoints=(1,)", "--config.recipe.seeds=(0,)",
+          f"--config.pretrain.data.train=vader:{VADER / 'tweets_GroundTruth.txt'}"])
     table = json.loads((tmp_path / "results.json").read_text())["table"]
     assert {row["method"] for row in table} == {"teacher", "scratch", "pt_ft", "kd", "pd"}
+    assert sorted(e["pretrain_steps"] for e in table if e["method"] == "pt_ft") == [1, 2]
+    for e in table:
+        if e["method"] in ("scratch", "pt_ft", "pd"):  # fine-tuned at both lrs, dev picked one
+            assert len(e["lrs"]) == 1 and e["lrs"][0] in (3e-4, 1e-4)
+    sweep = json.loads((tmp_path / "scratch_tiny_seed0" / "sweep.json").read_text())
+    assert [c["lr"] for c in sweep["cells"]] == [3e-4, 1e-4]
+    assert (tmp_path / "pretrain_tiny" / "export_step1" / "model.safetensors").exists()
     assert (tmp_path / "results.md").read_text().startswith("| method |")
-    assert (tmp_path / "results.png").exists()
+    assert (tmp_path / "results.png").exists() and (tmp_path / "pretraining_curve.png").exists()
     main(["distill", "report", str(tmp_path), "--out", str(tmp_path / "report")])
     assert (tmp_path / "report" / "results.md").read_text() == (tmp_path / "results.md").read_text()
     assert (tmp_path / "report" / "accuracy_vs_size.png").exists()
+
+
+def _seed_runs(tmp_path, accuracies: dict[str, list[float]]) -> Path:
+    """A recipe work directory's results.json with the rows the recipe writes, one per seed."""
+    rows = [{"method": method, "student": "tiny", "seed": seed, "description": recipe.DESCRIPTIONS[method],
+             "dev_acc": acc - 0.01, "test_acc": acc, "lr": 1e-4, "pretrain_steps": None,
+             "mlm_accuracy": None, "parameters": 4_400_000, "wall_seconds": 60.0}
+            for method, accs in accuracies.items() for seed, acc in enumerate(accs)]
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "results.json").write_text(json.dumps({"rows": rows, "table": []}))
+    return tmp_path
+
+
+def test_report_shows_mean_and_std_over_seeds_and_marks_gaps_within_the_spread(tmp_path):
+    # pd - pt_ft = 0.5 points < their spread (std 0.8); pd - scratch = 6 points > any spread
+    run = _seed_runs(tmp_path / "run", {"scratch": [0.70, 0.71, 0.72],
+                                         "pt_ft": [0.765, 0.775, 0.785],
+                                         "pd": [0.77, 0.78, 0.79]})
+    main(["distill", "report", str(run), "--out", str(tmp_path / "report")])
+    table = {e["method"]: e for e in
+             json.loads((tmp_path / "report" / "results.json").read_text())["table"]}
+    assert table["pd"]["test_acc"] == pytest.approx(0.78)
+    assert table["pd"]["test_acc_std"] == pytest.approx(np.std([0.77, 0.78, 0.79]))
+    assert table["pd"]["within_spread_of"] == [recipe.DESCRIPTIONS["pt_ft"]]
+    assert table["pt_ft"]["within_spread_of"] == [recipe.DESCRIPTIONS["pd"]]
+    assert table["scratch"]["within_spread_of"] == []
+    md = (tmp_path / "report" / "results.md").read_text()
+    assert "**78.0 ± 0.8**" in md and "**71.0 ± 0.8**" in md
+    scratch_line = next(line for line in md.splitlines() if line.startswith("| fine-tune from"))
+    assert "| none |" in scratch_line
+    assert (tmp_path / "report" / "results.png").exists()
+
+
+def test_report_with_one_seed_claims_no_spread(tmp_path):
+    run = _seed_runs(tmp_path / "run", {"scratch": [0.70], "pd": [0.705]})
+    table = recipe.report([run], tmp_path / "report")
+    assert all(e["within_spread_of"] == [] for e in table)
+    assert (tmp_path / "report" / "results.md").read_text().count("one seed: no spread") == 2
 
 
 def test_config_typo_is_a_clear_error(tmp_path, capsys):
@@ -106,3 +160,25 @@ def test_pretraining_on_real_text_beats_the_majority_token_baseline(tmp_path):
     assert result["eval_mlm_accuracy"] >= 1.3 * result["majority_token_accuracy"]
     assert (tmp_path / "export" / "model.safetensors").exists()
     assert (tmp_path / "curves.png").exists()
+
+
+@pytest.fixture(scope="module")
+def small_mlm_teacher(tmp_path_factory, minilm_dir):
+    path = tmp_path_factory.mktemp("mlm_teacher")
+    model = Model(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=4,
+                             num_attention_heads=2, intermediate_size=64), heads=("mlm",))
+    save_pretrained(path, model, init_params(model, 0), load_tokenizer(minilm_dir / "vocab.txt"))
+    return path
+
+
+@pytest.mark.parametrize("variant", ["distilbert", "minilm"])
+def test_general_distillation_configs(tmp_path, small_mlm_teacher, variant):
+    """The raw-text recipes run a step from their documented command (student = every other
+    layer of the teacher for distilbert; the teacher's head count for minilm)."""
+    overrides = ("{'hidden_size': 32, 'intermediate_size': 64, 'num_attention_heads': 2, "
+                 "'num_hidden_layers': 2}"
+                 if variant == "distilbert" else SMALL)
+    result = distill_cli("distill", f"distill.py:{variant}", tmp_path, *ONE_STEP,
+                         f"--config.teacher.name={small_mlm_teacher}",
+                         f"--config.model.overrides={overrides}")
+    assert result["steps"] == 1 and "final" in result

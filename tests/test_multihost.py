@@ -9,6 +9,7 @@ own rows), so their losses must agree to float tolerance.
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -26,15 +27,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_two_processes(workdir, *args, timeout=600):
-    """Two processes with 4 CPU devices each; returns process 0's JSON summary."""
+def start_two_processes(workdir, *args):
+    """Two worker processes with 4 CPU devices each, joined on a free local port."""
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
     address = f"127.0.0.1:{free_port()}"
-    procs = [subprocess.Popen([sys.executable, str(WORKER), str(workdir), *args,
-                               "--coordinator", address, "--num-processes", "2",
-                               "--process-id", str(rank)],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for rank in range(2)]
+    return [subprocess.Popen([sys.executable, str(WORKER), str(workdir), *args,
+                              "--coordinator", address, "--num-processes", "2",
+                              "--process-id", str(rank)],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for rank in range(2)]
+
+
+def run_two_processes(workdir, *args, timeout=600):
+    """Two processes with 4 CPU devices each; returns process 0's JSON summary."""
+    procs = start_two_processes(workdir, *args)
     outputs = []
     try:
         for proc in procs:
@@ -112,5 +118,40 @@ def test_restore_onto_another_mesh_gives_identical_params(runs, tmp_path):
     assert summary["devices"] == 2
     assert summary["kernel_shard_shape"] == [128, 256]  # now split over tensor's mlp axis
     a, b = np.load(runs["one"][0] / "final_params.npz"), np.load(moved / "final_params.npz")
+    for name in a.files:
+        np.testing.assert_array_equal(b[name], a[name], err_msg=name)
+
+
+def test_sigterm_to_one_process_stops_both_at_one_step_and_the_rerun_is_exact(runs, tmp_path):
+    """A preemption notice reaching one process only: JAX's preemption sync point has both
+    save the same step and exit with EXIT_PREEMPTED; rerunning resumes bit-identically."""
+    import time
+
+    from distill.trainer import EXIT_PREEMPTED
+
+    workdir = tmp_path / "preempted"
+    procs = start_two_processes(workdir, *STEPS, "--mesh", MULTI, "--step-delay", "0.5")
+    metrics = workdir / "metrics.jsonl"
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and all(p.poll() is None for p in procs):
+            if metrics.exists() and metrics.read_text().count("\n") >= 5:  # past checkpoint 4
+                break
+            time.sleep(0.02)
+        procs[1].send_signal(signal.SIGTERM)
+        errors = [p.communicate(timeout=300)[1] for p in procs]
+    finally:
+        for proc in procs:
+            proc.kill()
+    assert [p.returncode for p in procs] == [EXIT_PREEMPTED] * 2, errors[0][-2000:]
+    stopped_at = metrics.read_text().count("\n")
+    assert 5 <= stopped_at < 8
+    for err in errors:
+        assert f"after step {stopped_at}; its checkpoint is in {workdir / 'checkpoints'}" in err
+    assert (workdir / "checkpoints" / str(stopped_at) / "state").is_dir()
+    resumed = run_two_processes(workdir, *STEPS, "--mesh", MULTI)
+    reference_dir, reference = runs["two"]
+    np.testing.assert_allclose(losses(resumed), losses(reference), atol=1e-6, rtol=0)
+    a, b = np.load(reference_dir / "final_params.npz"), np.load(workdir / "final_params.npz")
     for name in a.files:
         np.testing.assert_array_equal(b[name], a[name], err_msg=name)

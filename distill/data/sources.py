@@ -37,6 +37,8 @@ import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from flaxbert.textfiles import utf8_lines
+
 Document = list[str]
 
 SENTENCE_SPLIT_MODES = ("auto", "lines", "regex", "both")
@@ -113,14 +115,13 @@ def iter_text_documents(path_spec: str) -> Iterator[Document]:
     """
     for path in resolve_files(path_spec):
         doc: Document = []
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                line = line.strip()
-                if line:
-                    doc.append(line)
-                elif doc:
-                    yield doc
-                    doc = []
+        for line in utf8_lines(path, "text file"):
+            line = line.strip()
+            if line:
+                doc.append(line)
+            elif doc:
+                yield doc
+                doc = []
         if doc:
             yield doc
 
@@ -138,29 +139,28 @@ def iter_jsonl_documents(
             f"sentence_split={sentence_split!r}: expected one of {SENTENCE_SPLIT_MODES}"
         )
     for path in resolve_files(path_spec, suffix=".jsonl", pattern="*.jsonl"):
-        with open(path, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})") from e
-                if not isinstance(record, dict) or text_field not in record:
-                    keys = sorted(record) if isinstance(record, dict) else type(record).__name__
-                    raise ValueError(
-                        f"{path}:{lineno}: record has no text field {text_field!r} (has {keys}); "
-                        "set text_field= to the field holding the document text"
-                    )
-                text = record[text_field]
-                if not isinstance(text, str):
-                    raise ValueError(
-                        f"{path}:{lineno}: field {text_field!r} is {type(text).__name__}, "
-                        "expected a string"
-                    )
-                doc = split_sentences(text, sentence_split)
-                if doc:
-                    yield doc
+        for lineno, line in enumerate(utf8_lines(path, "JSON Lines file"), 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})") from e
+            if not isinstance(record, dict) or text_field not in record:
+                keys = sorted(record) if isinstance(record, dict) else type(record).__name__
+                raise ValueError(
+                    f"{path}:{lineno}: record has no text field {text_field!r} (has {keys}); "
+                    "set text_field= to the field holding the document text"
+                )
+            text = record[text_field]
+            if not isinstance(text, str):
+                raise ValueError(
+                    f"{path}:{lineno}: field {text_field!r} is {type(text).__name__}, "
+                    "expected a string"
+                )
+            doc = split_sentences(text, sentence_split)
+            if doc:
+                yield doc
 
 
 def iter_vader_documents(path_spec: str, *, sentences_per_document: int = 8) -> Iterator[Document]:

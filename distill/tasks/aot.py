@@ -9,18 +9,24 @@ the config's mesh (as MaxText's train_compile does): no weights are read or allo
 runs. Teacher and student may be presets or config.json files. The mesh is the devices this
 process sees: on a CPU host, `--xla_force_host_platform_device_count` describes any device count.
 Writes `compile_report.json` to the work directory and prints the figures.
+
+On a CPU host the estimate uses XLA:CPU's memory-minimising schedule
+(`--xla_cpu_enable_concurrency_optimized_scheduler=false`, added to XLA_FLAGS when this module is
+imported, before the backend starts): the default concurrency-optimised schedule gathers every
+FSDP-sharded weight up front and keeps them all alive, which accelerator schedulers do not.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 
 from distill.tasks.common import ModelSpec, dtype, prepare_workdir, write_json
-from distill.tasks.distill import DistillTask
+from distill.distillation import DistillTask, heads_needed
 from distill.tasks.pretrain import MaskedLMTask
 from distill.trainer import Trainer
 from flaxbert.configs import get_config, load_config
@@ -28,6 +34,10 @@ from flaxbert.heads import Model
 from flaxbert.params import abstract_params
 
 log = logging.getLogger(__name__)
+
+MEMORY_MINIMISING_SCHEDULE = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
+if "concurrency_optimized_scheduler" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {MEMORY_MINIMISING_SCHEDULE}".strip()
 
 
 def _model_config(name: str):
@@ -44,17 +54,16 @@ def _uses_mlm(config) -> bool:
 
 def build_task(config):
     """The task the config trains, with an abstract teacher when it distils."""
-    mlm = _uses_mlm(config)
     nsp = bool(config.data.get("nsp", False))
     if "distill" not in config:
         return MaskedLMTask(ModelSpec(config.model, ("mlm", "nsp") if nsp else ("mlm",)), nsp)
-    features = {t["feature"] for t in config.distill.terms}
-    heads = (("mlm",) if "mlm_logits" in features or mlm else ()) + (
-        ("classifier",) if "logits" in features else ())
+    student_heads, teacher_heads = heads_needed(config.distill.terms,
+                                                float(config.distill.get("alpha", 1.0)))
     compute = dtype(config.teacher.get("dtype", "float32"))
-    teacher = Model(_model_config(config.teacher.name), heads=heads, dtype=compute,
+    teacher = Model(_model_config(config.teacher.name), heads=teacher_heads, dtype=compute,
                     param_dtype=compute)
-    return DistillTask(config, ModelSpec(config.model, heads), teacher, abstract_params(teacher))
+    return DistillTask(config, ModelSpec(config.model, student_heads), teacher,
+                       abstract_params(teacher))
 
 
 def batch_spec(config) -> dict[str, jax.ShapeDtypeStruct]:

@@ -12,6 +12,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import flax.linen as nn
+from etils import epath
+
+from distill.files import as_path, atomic_output, write_json, write_text  # noqa: F401 (re-exported)
 
 from flaxbert.configs import get_config, load_config
 from flaxbert.heads import Model
@@ -79,15 +82,79 @@ def box(params, specs):
         is_leaf=lambda x: isinstance(x, jax.sharding.PartitionSpec))
 
 
-def prepare_workdir(workdir: str | Path, config: ml_collections.ConfigDict) -> Path:
-    """Creates the run folder and keeps a copy of the config (the first run's, on resume)."""
-    workdir = Path(workdir)
+#: Config fields a resumed run may change: how long it trains, how often it evaluates, logs and
+#: saves, the device layout (checkpoints reshard onto any mesh) and rematerialisation. Matched
+#: by the last component of a dotted path, or by any component for whole blocks.
+RESUMABLE_FIELDS = ("num_steps", "num_epochs", "eval_every", "log_every", "checkpoint_every",
+                    "keep_checkpoints", "peak_flops", "remat_policy")
+RESUMABLE_BLOCKS = ("mesh",)
+#: Recipe / sweep grids may grow: every run of the grid checks its own folder.
+RESUMABLE_PATHS = ("recipe.students", "recipe.seeds", "recipe.methods", "sweep.learning_rates",
+                   "sweep.batch_sizes", "sweep.seeds")
+
+
+def _flatten(tree, prefix="") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        out = {}
+        for key, value in tree.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out or {prefix[:-1]: {}}
+    return {prefix[:-1]: tree}
+
+
+def resumable(field: str) -> bool:
+    parts = field.split(".")
+    return (parts[-1] in RESUMABLE_FIELDS or any(p in RESUMABLE_BLOCKS for p in parts)
+            or any(field == p or field.startswith(p + ".") for p in RESUMABLE_PATHS))
+
+
+def config_changes(saved: dict, new: dict) -> dict[str, tuple[Any, Any]]:
+    """{dotted field: (saved value, new value)} for every field that differs."""
+    a, b = _flatten(saved), _flatten(new)
+    missing = "(absent)"
+    return {k: (a.get(k, missing), b.get(k, missing)) for k in sorted(a.keys() | b.keys())
+            if a.get(k, missing) != b.get(k, missing)}
+
+
+def check_workdir(workdir, config: ml_collections.ConfigDict | None) -> dict[str, tuple[Any, Any]]:
+    """Refuses, before anything is built or written, a work directory that is a file or that holds
+    a run of another config (fields other than the resumable ones differ; `config=None` skips
+    that, for programs that only read the folder). Returns the resumable changes (empty for a
+    new folder or the same config)."""
+    workdir = as_path(workdir)
+    if workdir.exists() and not workdir.is_dir():
+        raise ValueError(f"--workdir {workdir} is an existing file; expected a folder (created "
+                         f"if missing)")
+    saved_file = workdir / "config.json"
+    if config is None or not saved_file.exists():
+        return {}
+    try:
+        saved = json.loads(saved_file.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"{saved_file} is not readable JSON ({e}); it records what was trained "
+                         f"in {workdir}: use a new --workdir") from None
+    changes = config_changes(saved, json.loads(config.to_json_best_effort()))
+    refused = {k: v for k, v in changes.items() if not resumable(k)}
+    if refused:
+        lines = "\n".join(f"  {k}: {old!r} there, {new!r} in this run"
+                          for k, (old, new) in refused.items())
+        raise ValueError(
+            f"{workdir} was trained with another config ({saved_file}); the fields that "
+            f"differ:\n{lines}\nuse a new --workdir for this run (or the saved values to resume "
+            f"it). Fields that may change on resume: {', '.join(RESUMABLE_FIELDS)}, "
+            f"{', '.join(b + '.*' for b in RESUMABLE_BLOCKS)}.")
+    return changes
+
+
+def prepare_workdir(workdir, config: ml_collections.ConfigDict) -> epath.Path:
+    """Checks the run folder (`check_workdir`), creates it and keeps a copy of the config."""
+    workdir = as_path(workdir)
+    changes = check_workdir(workdir, config)
+    if changes:
+        log.warning("resuming %s with changed %s", workdir, "; ".join(
+            f"{k}: {old!r} → {new!r}" for k, (old, new) in changes.items()))
     workdir.mkdir(parents=True, exist_ok=True)
-    saved = workdir / "config.json"
-    text = config.to_json_best_effort(indent=2, sort_keys=True)
-    if saved.exists() and saved.read_text() != text:
-        log.warning("%s differs from the config of this run; resuming with the new config", saved)
-    saved.write_text(text)
+    write_text(workdir / "config.json", config.to_json_best_effort(indent=2, sort_keys=True))
     return workdir
 
 
@@ -114,17 +181,8 @@ def plot_curves(workdir: str | Path, keys: Sequence[str], filename: str = "curve
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    path = Path(workdir) / filename
-    fig.savefig(path, dpi=100)
+    path = as_path(workdir) / filename
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
     return path
-
-
-def write_json(path: str | Path, data: Any) -> None:
-    Path(path).write_text(json.dumps(data, indent=2, default=_jsonable) + "\n")
-
-
-def _jsonable(x):
-    if isinstance(x, (np.floating, np.integer)):
-        return x.item()
-    raise TypeError(f"{type(x)} is not JSON serialisable")

@@ -25,7 +25,8 @@ from distill import metrics as glue
 from distill.data import tasks as task_data
 from distill.data.features import (encode_examples, eval_batches, in_file_order, num_examples,
                                    train_batches)
-from distill.tasks.common import ModelSpec, plot_curves, prepare_workdir, write_json
+from distill.tasks.common import (ModelSpec, as_path, atomic_output, plot_curves, prepare_workdir,
+                                  write_json, write_text)
 from distill.distributed import host_copy
 from distill.trainer import Trainer
 from flaxbert.pretrained import save_pretrained
@@ -148,8 +149,8 @@ def build(config, extra_heads=()):
 
 def run(config, workdir: str | Path) -> dict:
     """Fine-tunes and returns the best dev metrics (and test metrics where labelled)."""
-    spec_task, splits, features, task, tokenizer = build(config)
     workdir = prepare_workdir(workdir, config)
+    spec_task, splits, features, task, tokenizer = build(config)
     trainer = Trainer(task, config, workdir)
     pairs = dev_splits(spec_task, features)
     main = glue.main_metric(pairs[0][1]) if pairs else None
@@ -163,7 +164,8 @@ def run(config, workdir: str | Path) -> dict:
             best.update(score=results[main], step=int(state.step), dev=results)
             params = host_copy(state.params)
             if jax.process_index() == 0:
-                save_pretrained(workdir / "best", task.model, params, tokenizer)
+                with atomic_output(workdir / "best") as tmp:
+                    save_pretrained(tmp, task.model, params, tokenizer)
                 write_json(best_file, best)
         return results
 
@@ -193,14 +195,14 @@ GLUE_SUBMISSION_NAMES = {"cola": "CoLA", "sst2": "SST-2", "mrpc": "MRPC", "stsb"
 
 def _best_run(config, workdir):
     """The run's examples, features and a trainer holding the best checkpoint's parameters."""
-    best = Path(workdir) / "best"
+    best = as_path(workdir) / "best"
     if not (best / "model.safetensors").is_file():
         raise FileNotFoundError(f"{best} holds no model: run `distill finetune` in {workdir} first")
     with config.unlocked():
         config.model.name = str(best)
     spec_task, splits, features, task, _ = build(config)
     params = task.initial_params  # the best checkpoint, loaded by the task's model spec
-    trainer = Trainer(task, config, Path(workdir) / "eval_run")
+    trainer = Trainer(task, config, as_path(workdir) / "eval_run")
     return spec_task, splits, features, task, trainer, params
 
 
@@ -209,7 +211,7 @@ def evaluate_main(config, workdir: str | Path) -> dict:
     spec_task, _, features, task, trainer, params = _best_run(config, workdir)
     results = score(trainer, task, params, features, dev_splits(spec_task, features),
                     config.trainer.batch_size)
-    write_json(Path(workdir) / "eval.json", results)
+    write_json(as_path(workdir) / "eval.json", results)
     print(json.dumps(results, indent=2))
     return results
 
@@ -218,7 +220,7 @@ def predict_main(config, workdir: str | Path) -> Path:
     """`distill predict`: test-split predictions of the best checkpoint as GLUE submission files
     (`index<TAB>prediction`, label names for classification) in WORKDIR/predictions/."""
     spec_task, splits, features, task, trainer, params = _best_run(config, workdir)
-    out = Path(workdir) / "predictions"
+    out = as_path(workdir) / "predictions"
     out.mkdir(parents=True, exist_ok=True)
     test_splits = [s for s in features if s.startswith("test")]
     if not test_splits:
@@ -232,6 +234,6 @@ def predict_main(config, workdir: str | Path) -> Path:
         for i, p in enumerate(preds):
             label = f"{p:.3f}" if task.regression else spec_task.labels[int(p)]
             lines.append(f"{i}\t{label}")
-        (out / f"{name}.tsv").write_text("\n".join(lines) + "\n")
+        write_text(out / f"{name}.tsv", "\n".join(lines) + "\n")
     return out
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from distill import losses
 from distill.data.pretraining import text_to_pretraining_dataset
-from distill.tasks.common import ModelSpec, plot_curves, prepare_workdir, write_json
+from distill.tasks.common import ModelSpec, atomic_output, plot_curves, prepare_workdir, write_json
 from distill.distributed import host_copy
 from distill.trainer import Trainer
 from flaxbert.pretrained import save_pretrained
@@ -152,7 +152,8 @@ def run(config, workdir: str | Path) -> dict:
         result["eval_nsp_accuracy"] = final["nsp_accuracy"]
     params = host_copy(state.params)
     if jax.process_index() == 0:
-        save_pretrained(workdir / "export", spec.model, params, tokenizer)
+        with atomic_output(workdir / "export") as tmp:
+            save_pretrained(tmp, spec.model, params, tokenizer)
         plot_curves(workdir, ["loss", "mlm_accuracy", "eval_mlm_accuracy"])
         write_json(workdir / "result.json", result)
     log.info("pre-training done: %s", result)

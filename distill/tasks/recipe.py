@@ -35,7 +35,7 @@ METHODS = ("scratch", "pt_ft", "kd", "pd")
 
 def stage(workdir: Path, name: str, program, config) -> dict:
     """Runs one stage unless its result exists; returns its result with the wall time."""
-    folder = workdir / name
+    folder = common.as_path(workdir) / name
     done = folder / "result.json"
     if done.exists():
         log.info("stage %s: done earlier (%s)", name, done)
@@ -61,28 +61,93 @@ def derived(base: ml_collections.ConfigDict, **changes) -> ml_collections.Config
     return config
 
 
+def tuned_finetune(workdir: Path, name: str, config, learning_rates) -> dict:
+    """Fine-tunes once per learning rate of the grid (the sweep program, one seed, the config's
+    batch size) and keeps the run dev picks: its result (test included) with its `lr` and every
+    lr's dev score. An empty grid fine-tunes once at the config's own lr."""
+    from distill.tasks import sweep  # sweep builds on this module's stage()
+
+    if not learning_rates:
+        result = stage(workdir, name, finetune, config)
+        return {**result, "lr": float(config.optimizer.lr)}
+    summary = sweep.run(ml_collections.ConfigDict({"finetune": config, "sweep": dict(
+        learning_rates=list(learning_rates), batch_sizes=[config.trainer.batch_size],
+        seeds=[config.trainer.seed])}), workdir / name)
+    best = summary["best"]
+    result = json.loads((workdir / name / best["runs"][0] / "result.json").read_text())
+    result["lr"] = best["lr"]
+    result["dev_by_lr"] = {f"{c['lr']:g}": c["dev_mean"] for c in summary["cells"]}
+    result["wall_seconds"] = sum(c["wall_seconds"] for c in summary["cells"])
+    return result
+
+
+def export_pretraining_checkpoint(config, pt_workdir: Path, step: int) -> Path:
+    """`pt_workdir/export_step{step}`: the pre-training checkpoint of that step in the HF layout
+    (what fine-tuning loads), for the pre-training curve. Needs the checkpoint to be kept
+    (`trainer.keep_checkpoints`)."""
+    import orbax.checkpoint as ocp
+
+    from distill.tasks.common import ModelSpec
+    from distill.trainer import Trainer
+    from flaxbert.pretrained import save_pretrained
+    from flaxbert.tokenization import load_tokenizer
+
+    out = pt_workdir / f"export_step{step}"
+    if (out / "config.json").exists():
+        return out
+    tokenizer = load_tokenizer(config.data.vocab)
+    spec = ModelSpec(config.model, ("mlm",), vocab_size=tokenizer.vocab_size)
+    trainer = Trainer(pretrain.MaskedLMTask(spec, nsp=False), config, pt_workdir)
+    if step not in trainer.checkpoints.all_steps():
+        raise FileNotFoundError(f"{pt_workdir / 'checkpoints'} has no step {step} (has "
+                                f"{sorted(trainer.checkpoints.all_steps())}); raise "
+                                "pretrain.trainer.keep_checkpoints or pick a saved step")
+    target = jax.tree_util.tree_map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
+                                    trainer.abstract_state, trainer.state_sharding)
+    state = trainer.checkpoints.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(target))).state
+    if jax.process_index() == 0:
+        save_pretrained(out, spec.model, jax.device_get(state.params), tokenizer)
+    return out
+
+
+def pretraining_mlm_accuracy(pt_workdir: Path, step: int) -> float | None:
+    """Held-out MLM accuracy logged at `step` of a pre-training run (None if not evaluated)."""
+    from distill.trainer import read_metrics
+
+    for entry in read_metrics(pt_workdir):
+        if entry.get("step") == step and "eval_mlm_accuracy" in entry:
+            return entry["eval_mlm_accuracy"]
+    return None
+
+
 def run(config, workdir: str | Path) -> dict:
     workdir = common.prepare_workdir(workdir, config)
     r = config.recipe
+    grid = list(r.learning_rates)
     rows = []
     teacher = stage(workdir, "teacher", finetune, config.teacher_finetune)
     teacher_dir = str(workdir / "teacher" / "best")
     rows.append(row("teacher", r.teacher_name, 0, "fine-tuned teacher", teacher))
     for student in r.students:
+        pt_config = derived(config.pretrain, **{"model.name": student})
+        pt_workdir = workdir / f"pretrain_{student}"
+        pt_dir = str(pt_workdir / "export")
+        if "pt_ft" in r.methods or "pd" in r.methods:
+            # pre-training does not depend on the fine-tuning seed: one run per size
+            pretrained = stage(workdir, f"pretrain_{student}", pretrain, pt_config)
         for seed in r.seeds:
             tag = f"{student}_seed{seed}"
-            pt_dir = str(workdir / f"pretrain_{student}" / "export")
+            student_ft = derived(config.student_finetune, **{"trainer.seed": seed})
             results = {}
-            if "pt_ft" in r.methods or "pd" in r.methods:
-                # pre-training does not depend on the fine-tuning seed: one run per size
-                stage(workdir, f"pretrain_{student}", pretrain,
-                      derived(config.pretrain, **{"model.name": student}))
             if "scratch" in r.methods:
-                results["scratch"] = stage(workdir, f"scratch_{tag}", finetune, derived(
-                    config.student_finetune, **{"model.name": student, "trainer.seed": seed}))
+                results["scratch"] = tuned_finetune(workdir, f"scratch_{tag}", derived(
+                    student_ft, **{"model.name": student}), grid)
             if "pt_ft" in r.methods:
-                results["pt_ft"] = stage(workdir, f"pt_ft_{tag}", finetune, derived(
-                    config.student_finetune, **{"model.name": pt_dir, "trainer.seed": seed}))
+                results["pt_ft"] = tuned_finetune(workdir, f"pt_ft_{tag}", derived(
+                    student_ft, **{"model.name": pt_dir}), grid)
+                results["pt_ft"]["pretrain_steps"] = pretrained["steps"]
+                results["pt_ft"]["mlm_accuracy"] = pretrained["eval_mlm_accuracy"]
             distill_common = {"teacher.name": teacher_dir, "trainer.seed": seed,
                               "distill.cache": str(workdir / "teacher_logits.npz")}
             if "kd" in r.methods:
@@ -91,11 +156,23 @@ def run(config, workdir: str | Path) -> dict:
             if "pd" in r.methods:
                 stage(workdir, f"pd_distill_{tag}", distill_task, derived(
                     config.distill, **distill_common, **{"model.name": pt_dir}))
-                results["pd"] = stage(workdir, f"pd_{tag}", finetune, derived(
-                    config.student_finetune, **{"model.name": str(workdir / f"pd_distill_{tag}" / "export"),
-                                                "trainer.seed": seed}))
+                results["pd"] = tuned_finetune(workdir, f"pd_{tag}", derived(
+                    student_ft, **{"model.name": str(workdir / f"pd_distill_{tag}" / "export")}),
+                    grid)
+                results["pd"]["pretrain_steps"] = pretrained["steps"]
+                results["pd"]["mlm_accuracy"] = pretrained["eval_mlm_accuracy"]
             for method, result in results.items():
                 rows.append(row(method, student, seed, DESCRIPTIONS[method], result))
+            # the pre-training curve: plain fine-tuning from earlier checkpoints of the same run
+            for step in r.pretrain_checkpoints:
+                if "pt_ft" not in r.methods or step >= pretrained["steps"]:
+                    continue
+                export = export_pretraining_checkpoint(pt_config, pt_workdir, step)
+                result = tuned_finetune(workdir, f"pt_ft_step{step}_{tag}", derived(
+                    student_ft, **{"model.name": str(export)}), grid)
+                result["pretrain_steps"] = step
+                result["mlm_accuracy"] = pretraining_mlm_accuracy(pt_workdir, step)
+                rows.append(row("pt_ft", student, seed, DESCRIPTIONS["pt_ft"], result))
     table = summarise(rows)
     write_report(workdir, rows, table)
     return {"rows": rows, "table": table}
@@ -110,44 +187,81 @@ DESCRIPTIONS = {
 
 
 def row(method, student, seed, description, result) -> dict:
-    """One run's line: dev/test accuracy (fine-tuned runs) or dev accuracy as it distilled."""
+    """One run's line: dev/test accuracy (fine-tuned runs) or dev accuracy as it distilled; the
+    lr dev picked, and for pre-trained students the pre-training steps and MLM accuracy."""
     dev = result.get("dev") or {k[4:]: v for k, v in result.get("final", {}).items()
                                 if k.startswith("dev_")}
     return {"method": method, "student": student, "seed": seed, "description": description,
             "dev_acc": dev.get("acc"), "test_acc": result.get("test", {}).get("acc"),
+            "lr": result.get("lr"), "pretrain_steps": result.get("pretrain_steps"),
+            "mlm_accuracy": result.get("mlm_accuracy"),
             "parameters": result.get("parameters") or result.get("student_parameters"),
             "wall_seconds": result.get("wall_seconds")}
 
 
 def summarise(rows) -> list[dict]:
-    """Mean ± std over seeds for each (method, student)."""
-    groups: dict[tuple[str, str], list[dict]] = {}
+    """Mean ± std (population, over seeds) for each (method, student, pre-training steps)."""
+    groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        groups.setdefault((r["method"], r["student"]), []).append(r)
+        groups.setdefault((r["method"], r["student"], r.get("pretrain_steps")), []).append(r)
     table = []
-    for (method, student), runs in groups.items():
-        entry = {"method": method, "student": student, "seeds": len(runs),
-                 "description": runs[0]["description"], "parameters": runs[0].get("parameters"),
+    for (method, student, steps), runs in groups.items():
+        entry = {"method": method, "student": student, "pretrain_steps": steps,
+                 "seeds": len(runs), "description": runs[0]["description"],
+                 "parameters": runs[0].get("parameters"),
+                 "lrs": sorted({r["lr"] for r in runs if r.get("lr") is not None}),
                  "wall_seconds": float(sum(r["wall_seconds"] or 0 for r in runs))}
-        for key in ("dev_acc", "test_acc"):
-            values = [r[key] for r in runs if r[key] is not None]
+        for key in ("dev_acc", "test_acc", "mlm_accuracy"):
+            values = [r[key] for r in runs if r.get(key) is not None]
             entry[key] = float(np.mean(values)) if values else None
             entry[key + "_std"] = float(np.std(values)) if len(values) > 1 else 0.0
         table.append(entry)
+    for entry in table:
+        entry["within_spread_of"] = within_spread(entry, table)
     return table
 
 
+def label(entry) -> str:
+    steps = entry.get("pretrain_steps")
+    return entry["description"] + (f" [{steps:,} PT steps]" if steps else "")
+
+
+def within_spread(entry, table) -> list[str]:
+    """The other methods of the same student whose mean test accuracy differs from this one's by
+    less than the larger of the two standard deviations over seeds: an ordering between them is
+    not shown by these runs. Needs several seeds (with one seed there is no spread to compare)."""
+    if entry["test_acc"] is None or entry["seeds"] < 2:
+        return []
+    out = []
+    for other in table:
+        if other is entry or other["student"] != entry["student"] or other["test_acc"] is None \
+                or other["seeds"] < 2:
+            continue
+        spread = max(entry["test_acc_std"], other["test_acc_std"])
+        if abs(entry["test_acc"] - other["test_acc"]) < spread:
+            out.append(label(other))
+    return out
+
+
 def markdown(table) -> str:
-    lines = ["| method | student | parameters | seeds | dev acc | test acc | wall time |",
-             "|---|---|---|---|---|---|---|"]
+    """The results table; test accuracy is the headline (dev picked each fine-tuning lr)."""
+    lines = ["| method | student | parameters | seeds | fine-tuning lr (dev-picked) | "
+             "held-out MLM acc | dev acc | **test acc** | within the spread of | wall time |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for e in table:
         def fmt(key):
             if e[key] is None:
                 return "–"
             return f"{100 * e[key]:.1f}" + (f" ± {100 * e[key + '_std']:.1f}" if e["seeds"] > 1 else "")
         params = f"{e['parameters'] / 1e6:.1f}M" if e.get("parameters") else "–"
-        lines.append(f"| {e['description']} | {e['student']} | {params} | {e['seeds']} | "
-                     f"{fmt('dev_acc')} | {fmt('test_acc')} | {e['wall_seconds'] / 60:.1f} min |")
+        lrs = ", ".join(f"{lr:g}" for lr in e.get("lrs", [])) or "–"
+        if e["seeds"] < 2:
+            spread = "one seed: no spread" if e["method"] != "teacher" else "–"
+        else:
+            spread = "; ".join(e["within_spread_of"]) or "none"
+        lines.append(f"| {label(e)} | {e['student']} | {params} | {e['seeds']} | {lrs} | "
+                     f"{fmt('mlm_accuracy')} | {fmt('dev_acc')} | **{fmt('test_acc')}** | "
+                     f"{spread} | {e['wall_seconds'] / 60:.1f} min |")
     return "\n".join(lines) + "\n"
 
 
@@ -156,9 +270,10 @@ def write_report(workdir: Path, rows, table) -> None:
         return
     common.write_json(workdir / "results.json", {"rows": rows, "table": table})
     text = markdown(table)
-    (workdir / "results.md").write_text(text)
+    common.write_text(workdir / "results.md", text)
     print("\n" + text)
     plot_methods(workdir / "results.png", table)
+    plot_pretraining_curve(workdir / "pretraining_curve.png", table)
 
 
 def report(workdirs, out: str | Path) -> list[dict]:
@@ -166,11 +281,11 @@ def report(workdirs, out: str | Path) -> list[dict]:
     in one table, and test accuracy against student parameters for each method."""
     rows = []
     for workdir in workdirs:
-        path = Path(workdir) / "results.json"
+        path = common.as_path(workdir) / "results.json"
         if not path.is_file():
             raise FileNotFoundError(f"{path} does not exist (is {workdir} a finished recipe run?)")
         rows += json.loads(path.read_text())["rows"]
-    out = Path(out)
+    out = common.as_path(out)
     out.mkdir(parents=True, exist_ok=True)
     table = summarise(rows)
     write_report(out, rows, table)
@@ -184,10 +299,16 @@ def plot_sizes(path: Path, table) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    def longest_pretraining(e):  # curve points (earlier checkpoints) stay off this plot
+        steps = [o.get("pretrain_steps") or 0 for o in table
+                 if (o["method"], o["student"]) == (e["method"], e["student"])]
+        return (e.get("pretrain_steps") or 0) == max(steps)
+
     fig, ax = plt.subplots(figsize=(6, 4))
     for method in METHODS:
         points = sorted((e["parameters"], e["test_acc"]) for e in table
-                        if e["method"] == method and e["parameters"] and e["test_acc"] is not None)
+                        if e["method"] == method and e["parameters"] and e["test_acc"] is not None
+                        and longest_pretraining(e))
         if points:
             ax.plot([p / 1e6 for p, _ in points], [100 * a for _, a in points], marker="o",
                     label=DESCRIPTIONS[method])
@@ -197,7 +318,8 @@ def plot_sizes(path: Path, table) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with common.atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
 
 
@@ -209,13 +331,58 @@ def plot_methods(path: Path, table) -> None:
     entries = [e for e in table if e["test_acc"] is not None]
     if not entries:
         return
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    labels = [f"{e['description']}\n({e['student']})" for e in entries]
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.55 * len(entries)))
+    labels = [f"{label(e)}\n({e['student']}, {e['seeds']} seed{'s' * (e['seeds'] > 1)})"
+              for e in entries]
     ax.barh(labels, [100 * e["test_acc"] for e in entries],
             xerr=[100 * e["test_acc_std"] for e in entries])
-    ax.set_xlabel("test accuracy (%)")
+    ax.set_xlabel("test accuracy (%), mean ± std over seeds")
     ax.set_xlim(45, 100)
     ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    with common.atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+
+
+def plot_pretraining_curve(path: Path, table) -> None:
+    """Held-out MLM accuracy and PT+FT / PD test accuracy against pre-training steps (step 0 =
+    fine-tuning from scratch), one panel each; written when some student has two or more
+    pre-training budgets."""
+    curves = {}
+    for e in table:
+        if e["method"] in ("pt_ft", "pd") and e.get("pretrain_steps"):
+            curves.setdefault(e["student"], []).append(e)
+    if not any(len([e for e in c if e["method"] == "pt_ft"]) > 1 for c in curves.values()):
+        return
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_mlm, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    for student, entries in curves.items():
+        pt = sorted((e for e in entries if e["method"] == "pt_ft"), key=lambda e: e["pretrain_steps"])
+        mlm = [(e["pretrain_steps"], e["mlm_accuracy"]) for e in pt if e["mlm_accuracy"] is not None]
+        if mlm:
+            ax_mlm.plot(*zip(*[(s, 100 * a) for s, a in mlm]), marker="o", label=student)
+        scratch = [e for e in table if (e["method"], e["student"]) == ("scratch", student)
+                   and e["test_acc"] is not None]
+        for method in ("pt_ft", "pd"):
+            points = sorted((e["pretrain_steps"], e["test_acc"], e["test_acc_std"]) for e in entries
+                            if e["method"] == method and e["test_acc"] is not None)
+            if method == "pt_ft" and scratch:
+                points = [(0, scratch[0]["test_acc"], scratch[0]["test_acc_std"])] + points
+            if points:
+                steps, acc, std = zip(*points)
+                ax_acc.errorbar(steps, [100 * a for a in acc], yerr=[100 * s for s in std],
+                                marker="o", capsize=3, label=f"{DESCRIPTIONS[method]} ({student})")
+        if scratch:
+            ax_acc.axhline(100 * scratch[0]["test_acc"], ls=":", c="grey")
+    ax_mlm.set(xlabel="pre-training steps", ylabel="held-out MLM accuracy (%)")
+    ax_acc.set(xlabel="pre-training steps (0 = from scratch)", ylabel="test accuracy (%)")
+    for ax in (ax_mlm, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 from distill.data import squad
 from distill.data.features import eval_batches, in_file_order, train_batches
-from distill.tasks.common import ModelSpec, prepare_workdir, write_json
+from distill.tasks.common import ModelSpec, atomic_output, prepare_workdir, write_json
 from distill.tasks.finetune import derive_num_steps
 from distill.distributed import host_copy
 from distill.trainer import Trainer
@@ -107,7 +107,8 @@ def run(config, workdir: str | Path) -> dict:
     result = {"steps": int(state.step), "dev": trainer.last_eval}
     params = host_copy(state.params)
     if jax.process_index() == 0:
-        save_pretrained(workdir / "export", spec.model, params, tokenizer)
+        with atomic_output(workdir / "export") as tmp:
+            save_pretrained(tmp, spec.model, params, tokenizer)
         write_json(workdir / "result.json", result)
     log.info("SQuAD done: %s", result)
     return result

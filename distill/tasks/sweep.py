@@ -24,23 +24,26 @@ def run(config, workdir: str | Path) -> dict:
     s = config.sweep
     cells = []
     for lr, batch_size in itertools.product(s.learning_rates, s.batch_sizes):
-        scores, tests = [], []
+        scores, tests, runs, wall = [], [], [], 0.0
         for seed in s.seeds:
-            result = stage(workdir, f"lr{lr:g}_bs{batch_size}_seed{seed}", finetune, derived(
+            runs.append(f"lr{lr:g}_bs{batch_size}_seed{seed}")
+            result = stage(workdir, runs[-1], finetune, derived(
                 config.finetune, **{"optimizer.lr": lr, "trainer.batch_size": batch_size,
                                     "trainer.seed": seed}))
+            wall += result.get("wall_seconds") or 0.0
             main = result["main_metric"]
             scores.append(result["dev"][main])
             if "test" in result:
                 tests.append(result["test"][main])
         cells.append({"lr": lr, "batch_size": batch_size, "metric": main, "seeds": list(s.seeds),
+                      "runs": runs, "wall_seconds": wall,
                       "dev": scores, "dev_mean": float(np.mean(scores)),
                       "dev_std": float(np.std(scores)), "test_mean": float(np.mean(tests)) if tests else None,
                       "test_std": float(np.std(tests)) if tests else None})
     best = max(cells, key=lambda c: c["dev_mean"])
     summary = {"task": config.finetune.task.name, "cells": cells, "best": best}
     common.write_json(workdir / "sweep.json", summary)
-    (workdir / "sweep.md").write_text(markdown(cells, best))
+    common.write_text(workdir / "sweep.md", markdown(cells, best))
     print(markdown(cells, best))
     return summary
 

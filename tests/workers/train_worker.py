@@ -12,6 +12,8 @@ single stream, as `jax.make_array_from_process_local_data` expects.
 
 import argparse
 import json
+import sys
+import time
 
 import jax
 import ml_collections
@@ -21,7 +23,7 @@ from distill import defaults, distributed
 from distill.data.pretraining import VocabInfo, make_pretraining_dataset
 from distill.tasks.common import ModelSpec
 from distill.tasks.pretrain import MaskedLMTask
-from distill.trainer import Trainer, read_metrics
+from distill.trainer import EXIT_PREEMPTED, Preempted, Trainer, read_metrics
 from flaxbert.params import flatten
 
 VOCAB = VocabInfo(vocab_size=256, cls_id=2, sep_id=3, pad_id=0, mask_id=4)
@@ -49,7 +51,7 @@ def config(args) -> ml_collections.ConfigDict:
 def distill_task(cfg):
     """Teacher: a random 4-layer, 256-wide BERT with an MLM head; student: cfg.model."""
     from flaxbert import Model, init_params
-    from distill.tasks.distill import DistillTask
+    from distill.distillation import DistillTask
 
     teacher_cfg = ModelSpec(cfg.model, ()).config.replace(num_hidden_layers=4, hidden_size=256,
                                                           intermediate_size=512)
@@ -73,6 +75,8 @@ def main():
     parser.add_argument("--coordinator", default="")
     parser.add_argument("--num-processes", type=int, default=1)
     parser.add_argument("--process-id", type=int, default=0)
+    parser.add_argument("--step-delay", type=float, default=0.0,
+                        help="seconds each batch waits (so a signal lands mid-run)")
     parser.add_argument("--distill", action="store_true",
                         help="distil a 4-layer teacher into the model (hidden, attention, MLM terms)")
     args = parser.parse_args()
@@ -85,6 +89,7 @@ def main():
         batch = {k: v[first:first + rows] for k, v in batch.items()}
         if args.distill:
             batch["example_weight"] = np.ones(rows, np.float32)
+        time.sleep(args.step_delay)
         return batch
 
     data = make_pretraining_dataset(corpus(), VOCAB, batch_size=args.batch_size, max_seq_length=32,
@@ -94,7 +99,11 @@ def main():
     else:
         task = MaskedLMTask(ModelSpec(cfg.model, ("mlm", "nsp")), nsp=True)
     trainer = Trainer(task, cfg, args.workdir)
-    state = trainer.fit(iter(data))
+    try:
+        state = trainer.fit(iter(data))
+    except Preempted as e:
+        print(e, file=sys.stderr)
+        raise SystemExit(EXIT_PREEMPTED) from None
     params = distributed.host_copy(state.params)
     student = state.params["student"] if args.distill else state.params
     layer = student["backbone"]["layer_0"]["intermediate"]["kernel"]

@@ -12,6 +12,7 @@ from distill import defaults
 from distill import distillation, layer_maps, student_init
 from distill.tasks import distill as kd
 from distill.tasks.common import ModelSpec
+from distill.tasks.recipe import derived
 from flaxbert import Model, init_params
 from flaxbert.configs import BertConfig
 from flaxbert.params import flatten
@@ -55,13 +56,7 @@ def make_config(teacher_dir, transfer_file, terms, **changes):
                                       checkpoint_every=100)
     config.optimizer = defaults.optimizer(lr=1e-3, warmup_fraction=0.0)
     config.mesh = defaults.mesh()
-    for path, value in changes.items():
-        node = config
-        *parents, leaf = path.split(".")
-        for p in parents:
-            node = node[p]
-        node[leaf] = value
-    return config
+    return derived(config, **changes)
 
 
 def metrics_rows(workdir):
@@ -350,13 +345,7 @@ def raw_text_config(teacher_dir, minilm_dir, vader_dir, terms, **changes):
         sentences_per_document=8, max_seq_length=32, max_predictions_per_seq=5,
         masked_lm_prob=0.15, short_seq_prob=0.1, nsp=False, whole_word_masking=False, pack=False,
         dupe_factor=1, seed=1))
-    for path, value in changes.items():
-        node = config
-        *parents, leaf = path.split(".")
-        for p in parents:
-            node = node[p]
-        node[leaf] = value
-    return config
+    return derived(config, **changes)
 
 
 def _unboxed(tree):

@@ -57,8 +57,9 @@ def heads_needed(terms, alpha: float = 1.0) -> tuple[tuple[str, ...], tuple[str,
 
 
 def check_data(terms, *, masked: bool, nsp: bool, labelled: bool, alpha: float,
-               teacher_heads, teacher_name) -> None:
-    """Refuses, before anything is built, a term the data or the teacher cannot feed."""
+               teacher_heads, teacher_name, cached: bool = False) -> None:
+    """Refuses, before anything is built, a term the data, the teacher or (for general
+    distillation) the top-k teacher cache cannot feed."""
     for i, term in enumerate(terms):
         feature, where = term["feature"], f"distill.terms[{i}] ({term['feature']}/{term['loss']})"
         if feature == "mlm_logits" and not masked:
@@ -75,6 +76,12 @@ def check_data(terms, *, masked: bool, nsp: bool, labelled: bool, alpha: float,
         if head and term["loss"] != "hard" and head not in teacher_heads:
             raise ValueError(f"{where} needs the teacher's {head} head, and {teacher_name} has "
                              f"none (its heads: {list(teacher_heads)})")
+    if cached:
+        for i, term in enumerate(terms):
+            if term["feature"] not in ("mlm_logits", "nsp_logits") or term["loss"] == "mse":
+                raise ValueError(f"distill.terms[{i}] ({term['feature']}/{term['loss']}) needs "
+                                 f"the live teacher: distill.cache holds its top-k MLM logits "
+                                 f"(soft_ce, kl) and NSP logits only; set distill.cache=''")
     if alpha < 1.0 and not labelled:
         raise ValueError(f"distill.alpha={alpha} < 1 weighs a hard-label term, but no row has a "
                          f"label: name a task (task.name) and set distill.include_train_texts=True")
@@ -206,8 +213,13 @@ class DistillTask:
                            rngs={"dropout": rng} if rng is not None else {})
 
     def teacher_outputs(self, frozen, batch):
-        if "teacher_logits" in batch:  # from the cache
+        if "teacher_logits" in batch:  # from the task-distillation cache
             return {"logits": batch["teacher_logits"]}
+        if "teacher_topk_logits" in batch:  # from the general-distillation top-k cache
+            out = {"mlm_topk": (batch["teacher_topk_logits"], batch["teacher_topk_ids"])}
+            if "teacher_nsp_logits" in batch:
+                out["nsp_logits"] = batch["teacher_nsp_logits"]
+            return out
         out = self._apply(self.teacher, frozen["teacher"], batch)
         return jax.tree_util.tree_map(jax.lax.stop_gradient, out)
 
@@ -237,6 +249,12 @@ class DistillTask:
                         weights = w * batch["has_label"]
                     value = losses.cross_entropy(s, batch[labels], weights)
                     out[name] = value
+                    continue
+                if feature == "mlm_logits" and "mlm_topk" in t_out:  # renormalised top k
+                    fn = (losses.top_k_soft_cross_entropy if kind == "soft_ce"
+                          else losses.top_k_kl_divergence)
+                    out[name] = fn(s, *t_out["mlm_topk"], temperature=temperature,
+                                   weights=weights, t_squared=term.get("t_squared", False))
                     continue
                 t = t_out[feature]
                 if kind == "mse":
@@ -333,6 +351,10 @@ class DistillTask:
                     nll, correct, weights = masked_lm_terms(out["mlm_logits"], batch)
                     metrics[f"{who}mlm_loss"] = (nll.sum(), weights.sum())
                     metrics[f"{who}mlm_accuracy"] = (correct.sum(), weights.sum())
+            if "mlm_topk" in t_out:  # the cache's top-1 is the teacher's prediction
+                weights = batch["masked_lm_weights"]
+                correct = (t_out["mlm_topk"][1][..., 0] == batch["masked_lm_ids"]) * weights
+                metrics["teacher_mlm_accuracy"] = (correct.sum(), weights.sum())
         if "logits" in s_out and "logits" in t_out:
             agree = (jnp.argmax(s_out["logits"], -1) == jnp.argmax(t_out["logits"], -1))
             metrics["teacher_agreement"] = ((agree * batch["example_weight"]).sum(), n)

@@ -382,16 +382,16 @@ class Trainer:
 
     # --- loops ------------------------------------------------------------------------------
     def evaluate(self, params, batches: Iterable[dict[str, np.ndarray]]) -> dict[str, float]:
-        totals: dict[str, list[float]] = {}
+        # (sum, count) pairs accumulate on the device and come back once at the end, so the
+        # host prepares the next batch while the device runs this one
+        totals = None
         with jax.set_mesh(self.mesh):
             for batch in batches:
-                sums = jax.device_get(self.eval_step(params, self.frozen,
-                                                     place_batch(batch, self.batch_sharding)))
-                for name, (total, count) in sums.items():
-                    acc = totals.setdefault(name, [0.0, 0.0])
-                    acc[0] += float(total)
-                    acc[1] += float(count)
-        return {name: total / max(count, 1.0) for name, (total, count) in totals.items()}
+                sums = self.eval_step(params, self.frozen, place_batch(batch, self.batch_sharding))
+                totals = sums if totals is None else jax.tree_util.tree_map(jnp.add, totals, sums)
+        totals = jax.device_get(totals) or {}
+        return {name: float(total) / max(float(count), 1.0)
+                for name, (total, count) in totals.items()}
 
     def predict(self, params, batches: Iterable[dict[str, np.ndarray]], fn) -> list[dict[str, np.ndarray]]:
         """Host copies of `fn(params, frozen, batch)` (a dict of arrays) for every batch."""

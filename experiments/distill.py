@@ -124,7 +124,10 @@ def _general(arg: str) -> ml_collections.ConfigDict:
         terms=_general_terms(arg), alpha=1.0,
         student_init={"distilbert": "every_other", "mobilebert_pkt": "teacher_embeddings"}.get(
             arg, "model"),
-        include_train_texts=False, cache="", held_out=0,
+        include_train_texts=False, held_out=0,
+        # teacher cache: '' = live teacher; a local folder = its top-k MLM logits at the masked
+        # positions of `cache_epochs` masked passes, written once, renormalised over the k
+        cache="", cache_top_k=64, cache_epochs=1, cache_rows_per_shard=65536,
         progressive_steps=300 if arg == "mobilebert_pkt" else 0,
         progressive_lower_lr=0.0,  # PKT: 0 = lower layers frozen (paper); 0.1 = released code
     ))

@@ -206,11 +206,11 @@ def test_sentence_embedding_distillation_from_real_teacher(tmp_path, minilm_dir,
     """all-MiniLM-L6-v2 → BERT-Tiny on the real VADER transfer text: held-out cosine rises."""
     config = make_config(minilm_dir, "vader", [dict(feature="embedding", loss="cosine",
                                                     weight=1.0, pooling="mean")],
-                         **{"data.vader_dir": str(vader_dir), "data.max_seq_length": 64,
-                            "data.buckets": (16, 32, 48, 64), "data.group_by_length": True,
+                         **{"data.vader_dir": str(vader_dir), "data.max_seq_length": 48,
+                            "data.buckets": (16, 32, 48), "data.group_by_length": True,
                             "trainer.batch_size": 32,
                             "trainer.num_steps": 200, "trainer.eval_every": 100,
-                            "distill.held_out": 512, "model.overrides": {}})
+                            "distill.held_out": 256, "model.overrides": {}})
     kd.run(config, tmp_path / "emb")
     evals = [r["eval_embedding_cosine"] for r in metrics_rows(tmp_path / "emb")
              if "eval_embedding_cosine" in r]
@@ -230,8 +230,8 @@ def test_hidden_and_attention_distillation_from_real_teacher(tmp_path, minilm_di
     student = dict(hidden_size=192, num_hidden_layers=2, num_attention_heads=12,
                    intermediate_size=768)
     config = make_config(minilm_dir, "vader", terms,
-                         **{"data.vader_dir": str(vader_dir), "data.max_seq_length": 64,
-                            "data.buckets": (16, 32, 48, 64), "data.group_by_length": True,
+                         **{"data.vader_dir": str(vader_dir), "data.max_seq_length": 48,
+                            "data.buckets": (16, 32, 48), "data.group_by_length": True,
                             "trainer.batch_size": 32,
                             "trainer.num_steps": 80, "trainer.eval_every": 20,
                             "distill.held_out": 256, "model.overrides": student})
@@ -339,6 +339,7 @@ def raw_text_config(teacher_dir, minilm_dir, vader_dir, terms, **changes):
     """General distillation on the real VADER text (pretrain's data block)."""
     files = ",".join(str(vader_dir / f"{n}_GroundTruth.txt") for n in ("tweets", "nytEditorialSnippets"))
     config = make_config(teacher_dir, "", terms, **{"distill.held_out": 0})
+    config.distill.update(dict(cache_top_k=64, cache_epochs=1, cache_rows_per_shard=65536))
     config.data = ml_collections.ConfigDict(dict(
         vocab=str(minilm_dir / "vocab.txt"), train=f"vader:{files}",
         eval=f"vader:{vader_dir / 'movieReviewSnippets_GroundTruth.txt'}",
@@ -492,8 +493,13 @@ def test_general_distillation_on_raw_text_lowers_held_out_mlm_kl(tmp_path, mlm_t
     away from the teacher — measured 0.0161 → 0.0184 over 40 steps.)"""
     terms = [dict(feature="mlm_logits", loss="kl", weight=5.0, temperature=2.0, t_squared=True),
              dict(feature="hidden", loss="cosine", weight=1.0, layers="last")]
+    # held out: the first 480 movie snippets (the whole 10k file costs a minute per evaluation)
+    held_out = tmp_path / "movie_snippets.txt"
+    lines = (vader_dir / "movieReviewSnippets_GroundTruth.txt").read_text(errors="replace").splitlines()
+    held_out.write_text("\n".join(lines[:480]) + "\n")
     config = raw_text_config(mlm_teacher_dir, minilm_dir, vader_dir, terms,
                              **{"trainer.num_steps": 40, "trainer.eval_every": 20,
+                                "data.eval": f"vader:{held_out}",
                                 "model.overrides": dict(STUDENT, hidden_size=48,
                                                         intermediate_size=96)})
     result = kd.run(config, tmp_path / "general")
@@ -503,3 +509,149 @@ def test_general_distillation_on_raw_text_lowers_held_out_mlm_kl(tmp_path, mlm_t
     assert len(kl) == 2 and kl[-1] < kl[0]
     assert "eval_teacher_mlm_accuracy" in result
     assert from_pretrained(tmp_path / "general" / "export", tokenizer=False).model.heads == ("mlm",)
+
+
+# --- the top-k teacher cache of general distillation (distill.teacher_cache) --------------------
+CACHED_TERMS = [dict(feature="mlm_logits", loss="kl", weight=5.0, temperature=2.0, t_squared=True),
+                dict(feature="mlm_logits", loss="hard", weight=2.0)]
+
+
+@pytest.fixture(scope="module")
+def small_raw_text(tmp_path_factory, vader_dir):
+    """A few hundred real VADER lines for training and for the held-out set (vader: specs)."""
+    root = tmp_path_factory.mktemp("raw_text")
+    for name, source, n in (("train", "tweets", 320), ("eval", "movieReviewSnippets", 96)):
+        lines = (vader_dir / f"{source}_GroundTruth.txt").read_text(errors="replace").splitlines()
+        (root / f"{name}_GroundTruth.txt").write_text("\n".join(lines[:n]) + "\n")
+    return root
+
+
+def cached_config(teacher_dir, minilm_dir, vader_dir, raw_text, cache, **changes):
+    return raw_text_config(teacher_dir, minilm_dir, vader_dir, CACHED_TERMS, **{
+        "data.train": f"vader:{raw_text / 'train_GroundTruth.txt'}",
+        "data.eval": f"vader:{raw_text / 'eval_GroundTruth.txt'}",
+        "distill.cache": str(cache), "distill.cache_top_k": 8, "distill.cache_epochs": 2,
+        "distill.cache_rows_per_shard": 64, "trainer.num_steps": 6, "trainer.eval_every": 3,
+        "trainer.checkpoint_every": 2, "model.overrides": STUDENT, **changes})
+
+
+def _cache_rows(cache, split):
+    from distill.teacher_cache import TopKSource
+    manifest = json.loads((cache / split / "manifest-p000.json").read_text())
+    source = TopKSource(cache / split, manifest["shards"])
+    return {k: np.stack([source[i][k] for i in range(len(source))]) for k in source[0]}
+
+
+def test_top_k_cache_holds_the_teachers_top_k_at_the_masked_positions(
+        tmp_path, mlm_teacher_dir, minilm_dir, vader_dir, small_raw_text):
+    """Every cached row is a masked instance of `distill pretrain`'s recipe (static masks: one
+    set per cached pass) with the teacher's k largest MLM logits and their ids there."""
+    from distill.tasks import pretrain
+
+    config = cached_config(mlm_teacher_dir, minilm_dir, vader_dir, small_raw_text, tmp_path / "cache")
+    result = kd.run(config, tmp_path / "run")
+    assert result["steps"] == 6 and "eval_mlm_accuracy" in result
+    model, params, tokenizer = from_pretrained(mlm_teacher_dir)
+    for split, batches in (("train", pretrain.training_passes(config, tokenizer, 2)),
+                           ("eval", pretrain.held_out_dataset(config, tokenizer))):
+        rows = _cache_rows(tmp_path / "cache", split)
+        data = {k: np.concatenate([b[k] for b in batches]) for k in (
+            "input_word_ids", "masked_lm_positions", "masked_lm_ids", "masked_lm_weights")}
+        if split == "train":  # two passes: the same instances under different masks
+            text = data["input_word_ids"].copy()
+            for row, (pos, ids, w) in enumerate(zip(data["masked_lm_positions"],
+                                                    data["masked_lm_ids"], data["masked_lm_weights"])):
+                text[row, pos[w > 0]] = ids[w > 0]
+            half = len(text) // 2
+            np.testing.assert_array_equal(text[:half], text[half:])
+            assert not np.array_equal(data["masked_lm_positions"][:half],
+                                      data["masked_lm_positions"][half:])
+        for key, value in data.items():
+            np.testing.assert_array_equal(rows[key], value, err_msg=f"{split} {key}")
+        logits = np.asarray(model.apply({"params": params}, rows["input_word_ids"][:16],
+                                        rows["input_mask"][:16], rows["input_type_ids"][:16],
+                                        rows["masked_lm_positions"][:16])["mlm_logits"])
+        order = np.argsort(-logits, -1)[..., :8]
+        np.testing.assert_array_equal(rows["teacher_topk_ids"][:16], order)
+        np.testing.assert_allclose(rows["teacher_topk_logits"][:16],
+                                   np.take_along_axis(logits, order, -1), atol=1e-5)
+    assert len(list((tmp_path / "cache" / "train").glob("p000-*"))) > 1  # sharded
+
+
+def test_cached_run_never_calls_the_teacher_again_and_resumes_exactly(
+        tmp_path, mlm_teacher_dir, minilm_dir, vader_dir, small_raw_text, monkeypatch):
+    """With the cache written, runs read it alone (the teacher step is never built), a run
+    killed at step 5 resumes from step 4's checkpoint (data position included) and ends with
+    the straight run's weights."""
+    from distill import teacher_cache
+
+    cache = tmp_path / "cache"
+    config = cached_config(mlm_teacher_dir, minilm_dir, vader_dir, small_raw_text, cache)
+    kd.run(config, tmp_path / "first")
+
+    def no_teacher(*args, **kwargs):
+        raise AssertionError("the teacher ran although the cache is complete")
+
+    monkeypatch.setattr(teacher_cache, "teacher_top_k_step", no_teacher)
+    kd.run(config, tmp_path / "straight")
+    with monkeypatch.context() as patch, pytest.raises(RuntimeError, match="killed"):
+        crash_after_batches(patch, 5)
+        kd.run(config, tmp_path / "resumed")
+    kd.run(config, tmp_path / "resumed")
+    losses = {name: [r["loss"] for r in metrics_rows(tmp_path / name) if "loss" in r]
+              for name in ("first", "straight", "resumed")}
+    assert losses["first"] == losses["straight"] == losses["resumed"][-6:]
+    a = from_pretrained(tmp_path / "straight" / "export", tokenizer=False).params
+    b = from_pretrained(tmp_path / "resumed" / "export", tokenizer=False).params
+    for name, value in flatten(a).items():
+        np.testing.assert_array_equal(flatten(b)[name], value, err_msg=name)
+
+
+def test_an_interrupted_cache_write_keeps_its_whole_shards(
+        tmp_path, mlm_teacher_dir, minilm_dir, vader_dir, small_raw_text, monkeypatch):
+    """Killed after some teacher batches, the rerun keeps the whole shards (64 rows = 8
+    batches each), runs the teacher only on the rest, and the cache equals one written in one
+    go; a cache of another teacher is refused by name."""
+    from distill import teacher_cache
+
+    original, calls = teacher_cache.teacher_top_k_step, []
+
+    def counting(*args, fail_after=None, **kwargs):
+        step = original(*args, **kwargs)
+
+        def run(batch):
+            calls.append(1)
+            if fail_after is not None and len(calls) > fail_after:
+                raise RuntimeError("killed")
+            return step(batch)
+        return run
+
+    whole = tmp_path / "whole"
+    config = cached_config(mlm_teacher_dir, minilm_dir, vader_dir, small_raw_text, whole,
+                           **{"trainer.num_steps": 1})
+    monkeypatch.setattr(teacher_cache, "teacher_top_k_step", counting)
+    kd.run(config, tmp_path / "a")
+    total, calls[:] = len(calls), []
+    config = derived(config, **{"distill.cache": str(tmp_path / "killed")})
+    monkeypatch.setattr(teacher_cache, "teacher_top_k_step",
+                        lambda *a, **k: counting(*a, fail_after=20, **k))
+    with pytest.raises(RuntimeError, match="killed"):
+        kd.run(config, tmp_path / "b")
+    monkeypatch.setattr(teacher_cache, "teacher_top_k_step", counting)
+    calls[:] = []
+    kd.run(config, tmp_path / "b")
+    assert len(calls) == total - 16  # shards 0 and 1 (batches 1-16) were whole
+    for split in ("train", "eval"):
+        a, b = _cache_rows(whole, split), _cache_rows(tmp_path / "killed", split)
+        for key in a:
+            np.testing.assert_array_equal(b[key], a[key], err_msg=f"{split} {key}")
+
+    other_teacher = tmp_path / "other_teacher"
+    model = Model(BertConfig(**MLM_TEACHER), heads=("mlm", "nsp"))
+    save_pretrained(other_teacher, model, init_params(model, 5), load_tokenizer(minilm_dir / "vocab.txt"))
+    with pytest.raises(ValueError, match=f"teacher cache {whole}.*fingerprint mismatch"):
+        kd.run(derived(config, **{"distill.cache": str(whole), "teacher.name": str(other_teacher)}),
+               tmp_path / "c")
+    with pytest.raises(ValueError, match=r"terms\[2\] \(hidden/cosine\) needs the live teacher"):
+        kd.run(derived(config, **{"distill.terms": [*CACHED_TERMS, dict(
+            feature="hidden", loss="cosine", weight=1.0, layers="last")]}), tmp_path / "d")

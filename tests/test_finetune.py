@@ -54,12 +54,11 @@ def test_minilm_teacher_learns_the_task_and_teaches_a_student(tmp_path, minilm_d
     teacher is needed by both). The full-length figure — ≥ 83% dev after one epoch, 84.4
     measured — is the teacher row of `make demo`'s table (experiments/README.md).
 
-    1. all-MiniLM-L6-v2 on the VADER movie snippets, 60 steps of batch 32 (a quarter epoch),
-       lr 1e-4, length 64: dev accuracy well above the 50% of either class (0.785 measured).
+    1. all-MiniLM-L6-v2 on the VADER movie snippets, 40 steps of batch 32 (a sixth of an
+       epoch), lr 2e-4, length 48: dev accuracy well above the 50% of either class.
     2. BERT-Tiny learns the fine-tuned teacher's soft labels on 2,000 unlabelled VADER transfer
        texts: held-out agreement rises and ends above always answering the teacher's majority
-       class (measured 0.80 → 0.84 against 0.67). The student starts from the teacher's word
-       embeddings projected to its width."""
+       class. The student starts from the teacher's word embeddings projected to its width."""
     from test_distill import make_config, metrics_rows
 
     from distill.data import tasks as task_data
@@ -67,22 +66,23 @@ def test_minilm_teacher_learns_the_task_and_teaches_a_student(tmp_path, minilm_d
     from flaxbert.pretrained import from_pretrained
     from flaxbert.tokenization import Preprocessor
 
-    cfg = config(**{"trainer.num_steps": 60, "trainer.batch_size": 32, "trainer.eval_every": 1000,
-                    "trainer.checkpoint_every": 1000, "trainer.log_every": 20})
+    cfg = config(**{"trainer.num_steps": 40, "trainer.batch_size": 32, "trainer.eval_every": 1000,
+                    "trainer.checkpoint_every": 1000, "trainer.log_every": 20,
+                    "data.max_seq_length": 48, "data.buckets": (16, 32, 48)})
     cfg.model.name = str(minilm_dir)
     cfg.model.overrides = {}
-    cfg.optimizer.lr = 1e-4
+    cfg.optimizer.lr = 2e-4
     teacher = finetune.run(cfg, tmp_path / "teacher")
-    print("MiniLM sentiment after 60 steps:", teacher)
+    print("MiniLM sentiment after 40 steps:", teacher)
     assert teacher["dev"]["acc"] >= 0.70
 
     transfer = tmp_path / "transfer.txt"
     transfer.write_text("\n".join(task_data.vader_transfer_texts(vader_dir)[:2000]) + "\n")
     config_kd = make_config(tmp_path / "teacher" / "best", transfer, [dict(
         feature="logits", loss="soft_ce", weight=1.0, temperature=1.0, t_squared=False)],
-        **{"data.max_seq_length": 64, "data.buckets": (16, 32, 48, 64),
-           "data.group_by_length": True, "trainer.batch_size": 32, "trainer.num_steps": 160,
-           "trainer.eval_every": 80, "distill.held_out": 512,
+        **{"data.max_seq_length": 48, "data.buckets": (16, 32, 48),
+           "data.group_by_length": True, "trainer.batch_size": 32, "trainer.num_steps": 100,
+           "trainer.eval_every": 50, "distill.held_out": 256,
            "distill.student_init": "teacher_embeddings", "model.overrides": {},
            "optimizer.lr": 1e-3, "task.name": "sentiment", "task.data_dir": str(vader_dir)})
     result = kd.run(config_kd, tmp_path / "kd")
@@ -90,8 +90,8 @@ def test_minilm_teacher_learns_the_task_and_teaches_a_student(tmp_path, minilm_d
                  if "eval_teacher_agreement" in r]
     # chance: always answering the class the teacher gives most often on the held-out texts
     model, params, tokenizer = from_pretrained(tmp_path / "teacher" / "best")
-    held_out = [e.text_a for e in kd.transfer_examples(config_kd)[-512:]]
-    batch = Preprocessor(tokenizer, seq_length=64)(held_out)
+    held_out = [e.text_a for e in kd.transfer_examples(config_kd)[-256:]]
+    batch = Preprocessor(tokenizer, seq_length=48)(held_out)
     labels = np.asarray(model.apply({"params": params}, **batch)["logits"]).argmax(-1)
     chance = max(np.mean(labels == 0), np.mean(labels == 1))
     print(f"held-out agreement by eval {agreement} (chance {chance:.3f}); student dev "

@@ -10,7 +10,9 @@ instances, dynamic masking and NSP pairs) for general distillation with MLM / NS
 live teacher.
 
 The terms, layer maps and the task live in `distill.distillation`; student initialisation in
-`distill.student_init`; the teacher-logit cache (`distill.cache`) in `distill.teacher_cache`.
+`distill.student_init`; the teacher caches (`distill.cache`: classifier logits of a transfer set,
+or for raw text the teacher's top-k MLM logits at the masked positions) in
+`distill.teacher_cache`.
 """
 
 from __future__ import annotations
@@ -84,7 +86,7 @@ def run(config, workdir: str | Path) -> dict:
     labelled = bool(d.include_train_texts and "train" in splits)
     check_data(d.terms, masked=raw_text, nsp=raw_text and bool(config.data.get("nsp", False)),
                labelled=labelled, alpha=float(d.alpha), teacher_heads=teacher_model.heads,
-               teacher_name=config.teacher.name)
+               teacher_name=config.teacher.name, cached=raw_text and bool(d.cache))
     teacher_model = teacher_model.clone(heads=teacher_heads)
     teacher_params = {k: v for k, v in teacher_params.items()
                       if k not in ("mlm", "nsp", "classifier") or k in teacher_heads}
@@ -166,8 +168,13 @@ def with_stage(task, results: dict, step) -> dict:
 
 
 def _general(config, workdir, student, teacher_model, teacher_params, tokenizer) -> dict:
-    """General distillation on raw text: `distill pretrain`'s masked instances, a live teacher."""
-    train, evaluation = pretrain.datasets(config, tokenizer)
+    """General distillation on raw text: `distill pretrain`'s masked instances, against a live
+    teacher or (distill.cache) its top-k MLM logits cached once."""
+    if config.distill.cache:
+        train, evaluation = _cached_datasets(config, teacher_model, teacher_params, tokenizer)
+        teacher_params = None  # the student trains from the cache alone
+    else:
+        train, evaluation = pretrain.datasets(config, tokenizer)
     train, evaluation = (ds.map(_with_row_weights) for ds in (train, evaluation))
     task = DistillTask(config, student, teacher_model, teacher_params)
     trainer = Trainer(task, config, workdir)
@@ -181,6 +188,38 @@ def _general(config, workdir, student, teacher_model, teacher_params, tokenizer)
             result[f"eval_{key}"] = final[key]
     _finish(workdir, student, state, tokenizer, task, result)
     return result
+
+
+def _cached_datasets(config, teacher_model, teacher_params, tokenizer):
+    """Training and held-out batches from the top-k cache, written first where it is missing:
+    `distill.cache_epochs` masked passes over the training instances and one of the held-out
+    text, each row with the teacher's `distill.cache_top_k` largest MLM logits and their ids."""
+    d, process = config.distill, jax.process_index()
+    k, epochs = int(d.cache_top_k), int(d.cache_epochs)
+    if k < 1 or k > teacher_model.config.vocab_size or epochs < 1:
+        raise ValueError(f"distill.cache_top_k={k}, distill.cache_epochs={epochs}: expected "
+                         f"1 <= top_k <= the vocabulary ({teacher_model.config.vocab_size}) "
+                         f"and at least one pass")
+    per_host = config.trainer.batch_size // jax.process_count()
+    nsp = "nsp" in teacher_model.heads
+    print_ = teacher_cache.top_k_fingerprint(
+        config.data.to_dict(), teacher_params, str(config.teacher.name), top_k=k, epochs=epochs,
+        rows_per_batch=per_host, process=process, processes=jax.process_count(), nsp=nsp)
+    passes = {"train": lambda: pretrain.training_passes(config, tokenizer, epochs),
+              "eval": lambda: pretrain.held_out_dataset(config, tokenizer)}
+    step, sources = None, {}
+    for split, batches in passes.items():
+        cache = teacher_cache.TopKCache(d.cache, split, print_, process_index=process)
+        if not cache.complete():
+            log.info("teacher cache: writing the %s split to %s", split, cache.dir)
+            step = step or teacher_cache.teacher_top_k_step(
+                teacher_model, teacher_params, teacher_cache.local_mesh(config.mesh), k, nsp,
+                per_host)
+            cache.write(iter(batches()), step, rows_per_shard=int(d.cache_rows_per_shard))
+        sources[split] = cache.source()
+    seed = int(np.random.default_rng([config.data.seed, process]).integers(2**31))
+    return (teacher_cache.top_k_batches(sources["train"], per_host, seed=seed, repeat=True),
+            teacher_cache.top_k_batches(sources["eval"], per_host, seed=None, repeat=False))
 
 
 def _with_row_weights(batch):

@@ -110,21 +110,37 @@ def majority_token_baseline(train_batches, eval_batches) -> float:
     return hits / max(total, 1)
 
 
+def _dataset(config, tokenizer, spec: str, **kwargs):
+    """Masked batches of `spec` for this host, with the data block's instance and mask recipe."""
+    d = config.data
+    return text_to_pretraining_dataset(
+        spec, tokenizer, batch_size=config.trainer.batch_size // jax.process_count(),
+        max_seq_length=d.max_seq_length, max_predictions_per_seq=d.max_predictions_per_seq,
+        masked_lm_prob=d.masked_lm_prob, short_seq_prob=d.short_seq_prob, nsp=d.nsp,
+        whole_word_masking=d.whole_word_masking, pack=d.pack,
+        process_index=jax.process_index(), process_count=jax.process_count(),
+        sentences_per_document=d.sentences_per_document, **kwargs)
+
+
 def datasets(config, tokenizer):
     """The (infinite, shuffled) training stream and a fixed held-out evaluation set."""
     d = config.data
-    common = dict(max_seq_length=d.max_seq_length, max_predictions_per_seq=d.max_predictions_per_seq,
-                  masked_lm_prob=d.masked_lm_prob, short_seq_prob=d.short_seq_prob, nsp=d.nsp,
-                  whole_word_masking=d.whole_word_masking, pack=d.pack,
-                  process_index=jax.process_index(), process_count=jax.process_count(),
-                  sentences_per_document=d.sentences_per_document)
-    per_host = config.trainer.batch_size // jax.process_count()
-    train = text_to_pretraining_dataset(d.train, tokenizer, batch_size=per_host,
-                                        dupe_factor=d.dupe_factor, seed=d.seed, **common)
-    evaluation = text_to_pretraining_dataset(d.eval, tokenizer, batch_size=per_host, dupe_factor=1,
-                                             seed=d.seed + 1, shuffle=False, num_epochs=1,
-                                             drop_remainder=True, **common)
-    return train, evaluation
+    train = _dataset(config, tokenizer, d.train, dupe_factor=d.dupe_factor, seed=d.seed)
+    return train, held_out_dataset(config, tokenizer)
+
+
+def held_out_dataset(config, tokenizer):
+    d = config.data
+    return _dataset(config, tokenizer, d.eval, dupe_factor=1, seed=d.seed + 1, shuffle=False,
+                    num_epochs=1, drop_remainder=True)
+
+
+def training_passes(config, tokenizer, epochs: int):
+    """`epochs` passes over the training instances in corpus order, each with its own masks,
+    the last batch kept whole or partial: what a teacher cache stores (static masking)."""
+    d = config.data
+    return _dataset(config, tokenizer, d.train, dupe_factor=d.dupe_factor, seed=d.seed,
+                    shuffle=False, num_epochs=epochs, drop_remainder=False)
 
 
 def run(config, workdir: str | Path) -> dict:

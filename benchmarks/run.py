@@ -1,7 +1,7 @@
 """`make bench`: flaxbert's train steps against transformers (PyTorch) on this machine, same run.
 
     python benchmarks/run.py --out docs/benchmarks.md [--quick] [--models medium,base]
-        [--sections mlm,distill,packing,pipeline,shapes,breakdown]
+        [--sections mlm,distill,cache,packing,pipeline,shapes,breakdown]
     benchmarks/gpu.sh      # on one GPU: the quick run (< 5 min), written as the GPU section
 
 Runs wherever it is started: on CPU in float32; on a GPU (or TPU) in bfloat16 (PyTorch under
@@ -14,6 +14,8 @@ Measures, each pair back to back in one process:
     Trainer step (AdamW) vs `BertForMaskedLM` + `torch.optim.AdamW`, same sizes, batch and masks;
   * a distillation step (BERT-Base teacher → tiny / small student; MLM soft cross-entropy +
     uniform hidden-state MSE through a projection): ours vs the same losses written in PyTorch;
+  * general distillation BERT-Base → BERT-Tiny with the live teacher vs the top-k teacher cache,
+    and (given a pre-trained MLM teacher, --mlm-teacher) top-k KL against the full KL;
   * sequence packing on real text (the demo's pre-training data) against padded batches;
   * the input pipeline's batches/s against what the fastest step consumes;
   * for the MFU shortfall: the model's own matmul shapes timed in isolation (what the hardware
@@ -284,6 +286,10 @@ def torch_distill_step(teacher_cfg, student_cfg, batch) -> float:
 
 DISTILL_TERMS = [dict(feature="mlm_logits", loss="soft_ce", weight=1.0, temperature=1.0),
                  dict(feature="hidden", loss="mse", weight=1.0, layers="uniform")]
+# DistilBERT's MLM terms (its cosine term needs the teacher's hidden states: not cacheable)
+GENERAL_TERMS = [dict(feature="mlm_logits", loss="kl", weight=5.0, temperature=2.0, t_squared=True),
+                 dict(feature="mlm_logits", loss="hard", weight=2.0)]
+TOP_K = 64
 
 
 def our_distill_step(teacher_cfg, student_name, batch) -> float:
@@ -298,6 +304,88 @@ def our_distill_step(teacher_cfg, student_name, batch) -> float:
 
 
 # --- sections ------------------------------------------------------------------------------------
+def cache_section(teacher_dir: str):
+    """General distillation BERT-Base → BERT-Tiny with DistilBERT's MLM terms, paired: the step
+    with the live teacher against the step reading the teacher's top-64 logits from the cache
+    (`distill.teacher_cache`), and — with a pre-trained MLM teacher at hand — how far the
+    renormalised top-k KL is from the full-vocabulary KL on real held-out text."""
+    from distill import teacher_cache
+    from flaxbert import init_params
+
+    teacher_cfg = get_config("base").replace(hidden_dropout_prob=0.0,
+                                             attention_probs_dropout_prob=0.0)
+    b = BATCH["base"]
+    cfg = trainer_config("tiny", b)
+    cfg.distill = ml_collections.ConfigDict(dict(alpha=1.0, terms=GENERAL_TERMS))
+    compute = jnp.bfloat16 if ACCELERATOR else jnp.float32
+    teacher = Model(teacher_cfg, heads=("mlm",), dtype=compute, param_dtype=compute)
+    params = init_params(teacher, 1)
+    batch = mlm_batch(b, teacher_cfg.vocab_size, seed=2)
+    top_k_step = teacher_cache.teacher_top_k_step(
+        teacher, params, teacher_cache.local_mesh(cfg.mesh), TOP_K, nsp=False, batch_size=b)
+    cached_batch = {**batch, **top_k_step(batch)}  # the row as the cache stores it
+    live = DistillTask(cfg, ModelSpec(cfg.model, ("mlm",)), teacher, params)
+    cached = DistillTask(cfg, ModelSpec(cfg.model, ("mlm",)), teacher, None)
+    with our_step_fn(live, cfg, batch) as live_step, \
+            our_step_fn(cached, cfg, cached_batch) as cached_step:
+        times = timed_together({"live": live_step, "cached": cached_step}, rounds=5)
+    result = dict(batch=b, live_s=times["live"], cached_s=times["cached"],
+                  ratio=times["live"] / times["cached"])
+    print(f"general distillation base → tiny: live {times['live']:.3f} s, cached "
+          f"{times['cached']:.3f} s, ×{result['ratio']:.2f}", flush=True)
+    if teacher_dir and Path(teacher_dir, "config.json").exists():
+        result["approximation"] = top_k_error(teacher_dir)
+    return result
+
+
+def top_k_error(teacher_dir: str, ks=(16, 64, 256)) -> dict:
+    """A pre-trained MLM teacher and its every-other-layer student (DistilBERT's init) on the
+    held-out movie snippets, masked as `distill pretrain` masks them: the full KL at T = 2 and
+    T = 1 against the top-k one, and the cosine between the two losses' gradients with respect
+    to the student's logits."""
+    from distill import losses, student_init
+    from distill.data.pretraining import text_to_pretraining_dataset
+    from flaxbert.pretrained import from_pretrained
+
+    teacher, params, tokenizer = from_pretrained(teacher_dir)
+    s_cfg = teacher.config.replace(num_hidden_layers=max(teacher.config.num_hidden_layers // 2, 1))
+    student = Model(s_cfg, heads=("mlm",))
+    s_params = student_init.truncated_from_teacher(params, teacher.config, s_cfg, "every_other")
+    s_params["mlm"] = params["mlm"]
+    data = text_to_pretraining_dataset(f"vader:{defaults.VADER / 'movieReviewSnippets_GroundTruth.txt'}",
+                                       tokenizer, batch_size=64, max_seq_length=64,
+                                       max_predictions_per_seq=10, nsp=False, dupe_factor=1,
+                                       shuffle=False, num_epochs=1, seed=1)
+    apply = jax.jit(lambda m, p, b: m.apply({"params": p}, b["input_word_ids"], b["input_mask"],
+                                            b["input_type_ids"], b["masked_lm_positions"])["mlm_logits"],
+                    static_argnums=0)
+    t_logits, s_logits, weights = [], [], []
+    for i, batch in enumerate(data):
+        if i == 8:  # 512 sequences, ~5,000 masked positions
+            break
+        t_logits.append(np.asarray(apply(teacher, params, batch)))
+        s_logits.append(np.asarray(apply(student, s_params, batch)))
+        weights.append(batch["masked_lm_weights"])
+    t, s, w = (jnp.asarray(np.concatenate(x)) for x in (t_logits, s_logits, weights))
+    p_t = jax.nn.softmax(t, -1)
+    rows = {}
+    for temperature in (2.0, 1.0):
+        full_fn = lambda z: losses.kl_divergence(z, t, temperature, w, True)  # noqa: E731
+        full, g_full = jax.value_and_grad(full_fn)(s)
+        for k in ks:
+            values, ids = losses.top_k(t, k)
+            top_fn = lambda z: losses.top_k_kl_divergence(z, values, ids, temperature, w, True)  # noqa: E731
+            top, g_top = jax.value_and_grad(top_fn)(s)
+            mass = float((jnp.take_along_axis(p_t, ids, -1).sum(-1) * w).sum() / w.sum())
+            cosine = float(jnp.vdot(g_full, g_top) / (jnp.linalg.norm(g_full) * jnp.linalg.norm(g_top)))
+            rows[f"T={temperature:g} k={k}"] = dict(full=float(full), top=float(top), mass=mass,
+                                                    relative=abs(float(top) - float(full)) / float(full),
+                                                    grad_cosine=cosine)
+            print(f"top-k KL T={temperature:g} k={k}: full {float(full):.4f}, top-k {float(top):.4f}, "
+                  f"teacher mass in top k {mass:.3f}, gradient cosine {cosine:.3f}", flush=True)
+    return {"teacher": teacher_dir, "positions": int(np.asarray(w).sum()), "rows": rows}
+
+
 def mlm_section(sizes, peak):
     rows = []
     for name in sizes:
@@ -474,7 +562,7 @@ def verdict(ok: bool, text: str) -> str:
 
 
 def render(info, peak, mlm, distill, packing, pipeline, shapes, shape_model,
-           breakdown, title="# Benchmarks", level="#") -> str:
+           breakdown, cache=None, title="# Benchmarks", level="#") -> str:
     """The report; sections not run (None / empty) are left out. `level` prefixes headings."""
     h = level + "#"
     lines = [title, "",
@@ -496,6 +584,25 @@ def render(info, peak, mlm, distill, packing, pipeline, shapes, shape_model,
                   f"{r['torch_tokens']:,.0f} | ×{r['ratio']:.2f} | {r['ours_mfu']:.1%} | "
                   f"{r['torch_mfu']:.1%} |" for r in rows]
         lines.append("")
+    if cache:
+        lines += [f"{h} Teacher cache for general distillation (BERT-Base teacher → BERT-Tiny)", "",
+                  f"DistilBERT's MLM terms (5·KL at T = 2 · T² + 2·hard MLM), batch "
+                  f"{cache['batch']} × 128, 20 masked positions a row: the step with the live "
+                  f"teacher {cache['live_s'] * 1e3:,.0f} ms, reading the teacher's top-{TOP_K} "
+                  f"logits from the cache {cache['cached_s'] * 1e3:,.0f} ms: "
+                  f"**×{cache['ratio']:.1f}** (interleaved rounds, same process).", ""]
+        approx = cache.get("approximation")
+        if approx:
+            lines += [f"The approximation, on {approx['positions']:,} masked positions of the "
+                      f"held-out movie snippets with a pre-trained teacher (`{approx['teacher']}`)"
+                      f" and its every-other-layer student: the top-k KL renormalises the "
+                      f"teacher over its k largest logits and treats the rest as zero.", "",
+                      "| | teacher mass in top k | full KL·T² | top-k KL·T² | relative "
+                      "difference | gradient cosine |", "|---|---|---|---|---|---|"]
+            lines += [f"| {name} | {r['mass']:.3f} | {r['full']:.4f} | {r['top']:.4f} | "
+                      f"{r['relative']:.1%} | {r['grad_cosine']:.4f} |"
+                      for name, r in approx["rows"].items()]
+            lines.append("")
     if packing:
         lines += [f"{h} Sequence packing (real text, BERT-Tiny MLM, seq 128)", "",
                   "The demo's pre-training text: tweets, Amazon reviews and NYT editorial "
@@ -556,6 +663,9 @@ def render(info, peak, mlm, distill, packing, pipeline, shapes, shape_model,
                                  f"{name} MFU {by[name]['ours_mfu']:.1%} vs 80%"))
     if packing:
         goals.append(verdict(packing["ratio"] >= 1.3, f"packing ×{packing['ratio']:.2f} vs ×1.3"))
+    if cache:
+        goals.append(verdict(cache["ratio"] >= 3, f"cached general distillation "
+                                                  f"×{cache['ratio']:.1f} vs ×3"))
     if pipeline:
         goals.append(verdict(pipeline["ratio"] >= 5,
                              f"input pipeline ×{pipeline['ratio']:.1f} vs ×5"))
@@ -584,7 +694,7 @@ def write_report(path: Path, text: str, part: str) -> None:
     path.write_text("\n".join(out) + "\n")
 
 
-SECTIONS = ("mlm", "distill", "packing", "pipeline", "shapes", "breakdown")
+SECTIONS = ("mlm", "distill", "cache", "packing", "pipeline", "shapes", "breakdown")
 
 
 def main():
@@ -600,6 +710,9 @@ def main():
     parser.add_argument("--part", default="",
                         help="write the run as this named part of --out (e.g. a run of a few "
                              "rows), keeping the full run's tables")
+    parser.add_argument("--mlm-teacher", default="runs/teacher_mini/export",
+                        help="a pre-trained MLM teacher folder for the top-k approximation "
+                             "figure (left out when missing)")
     args = parser.parse_args()
     sections = set(args.sections.split(","))
     if sections - set(SECTIONS):
@@ -621,6 +734,7 @@ def main():
     mlm = mlm_section(sizes, peak["jax"]) if "mlm" in sections else []
     distill = (distill_section(("tiny",) if args.quick else ("tiny", "small"), peak["jax"])
                if "distill" in sections else [])
+    cache = cache_section(args.mlm_teacher) if "cache" in sections else None
     packing = packing_section() if "packing" in sections else None
     pipeline = (pipeline_section(mlm[0]["ours_s"]) if "pipeline" in sections and mlm
                 else None)
@@ -630,12 +744,13 @@ def main():
                  if "breakdown" in sections else None)
     part = args.part or ("gpu" if ACCELERATOR else "cpu")
     if part == "cpu":
-        text = render(info, peak, mlm, distill, packing, pipeline, shapes, shape_model, breakdown)
+        text = render(info, peak, mlm, distill, packing, pipeline, shapes, shape_model, breakdown,
+                      cache)
     else:
         title = (f"## {jax.default_backend().upper()} run" if part == "gpu" else f"## Run {part}")
         title += f" ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {' '.join(sys.argv[1:])})"
         text = render(info, peak, mlm, distill, packing, pipeline, shapes, shape_model,
-                      breakdown, title=title, level="##")
+                      breakdown, cache, title=title, level="##")
     write_report(Path(args.out), text, part)
     print(text)
 

@@ -30,6 +30,10 @@ is option (a): BERT-Mini (L4/H256/A4) that `distill pretrain` trains on that tex
 
   distilbert        student = every other teacher layer (L2/H256), loss 5·KL(T=2)·T² on MLM
                     logits + 2·MLM + 1·cosine(last hidden), as DistilBERT's released code;
+  distilbert_cached the same without the cosine term (it needs the teacher's hidden states),
+                    from the teacher's top-64 MLM logits cached once in distill.cache;
+  mlm_baseline      the same student and init trained on the hard MLM loss alone: what the
+                    teacher's soft targets add;
   tinybert_general  embeddings + hidden MSE (projection 128 → 256) + attention-score MSE, uniform
                     map (student L2/H128 with the teacher's 4 heads);
   tinybert_task     the same terms plus prediction-layer soft CE (T = 1) on the task's transfer
@@ -60,7 +64,8 @@ from distill import defaults
 
 TEACHER_MINI = "runs/teacher_mini/export"       # distill pretrain, see above
 TEACHER_IB_BERT = "runs/teacher_ib_bert/export"  # distill pretrain of `narrow_ib_bert`, NSP on
-GENERAL = ("distilbert", "tinybert_general", "mobilebert_pkt", "mobilebert_pd", "minilm")
+GENERAL = ("distilbert", "distilbert_cached", "mlm_baseline", "tinybert_general",
+           "mobilebert_pkt", "mobilebert_pd", "minilm")
 # A narrow IB-BERT teacher / MobileBERT student pair for this CPU (4 layers, same inter-block
 # width and embeddings, so PKT can copy the embeddings and MLM head verbatim); the full-size
 # pair is `ib_bert` → `mobilebert` (`distill compile` builds it).
@@ -84,9 +89,11 @@ def _raw_text_data() -> ml_collections.ConfigDict:
 
 def _general_terms(arg):
     kd = dict(feature="mlm_logits", loss="kl", temperature=2.0, t_squared=True)
+    mlm = [dict(kd, weight=5.0), dict(feature="mlm_logits", loss="hard", weight=2.0)]
     return {
-        "distilbert": [dict(kd, weight=5.0), dict(feature="mlm_logits", loss="hard", weight=2.0),
-                       dict(feature="hidden", loss="cosine", weight=1.0, layers="last")],
+        "distilbert": [*mlm, dict(feature="hidden", loss="cosine", weight=1.0, layers="last")],
+        "distilbert_cached": mlm,
+        "mlm_baseline": [dict(feature="mlm_logits", loss="hard", weight=1.0)],
         "tinybert_general": [dict(feature="hidden", loss="mse", weight=1.0, layers="uniform"),
                              dict(feature="attention_logits", loss="mse", weight=1.0,
                                   layers="uniform")],
@@ -108,8 +115,9 @@ def _general(arg: str) -> ml_collections.ConfigDict:
     mobile = arg.startswith("mobilebert")
     config.teacher = ml_collections.ConfigDict(dict(
         name=TEACHER_IB_BERT if mobile else TEACHER_MINI, dtype="float32"))
+    every_other = defaults.model("mini", overrides=dict(num_hidden_layers=2))
     students = {
-        "distilbert": defaults.model("mini", overrides=dict(num_hidden_layers=2)),
+        "distilbert": every_other, "distilbert_cached": every_other, "mlm_baseline": every_other,
         "tinybert_general": defaults.model("tiny", overrides=dict(num_attention_heads=4)),
         "minilm": defaults.model("tiny", overrides=dict(num_attention_heads=4)),
         "mobilebert_pkt": defaults.model("mobilebert", overrides=NARROW_MOBILEBERT),
@@ -122,12 +130,13 @@ def _general(arg: str) -> ml_collections.ConfigDict:
     steps = 1200 if arg == "mobilebert_pkt" else 600  # PKT: 4 stages × 300 steps
     config.distill = ml_collections.ConfigDict(dict(
         terms=_general_terms(arg), alpha=1.0,
-        student_init={"distilbert": "every_other", "mobilebert_pkt": "teacher_embeddings"}.get(
-            arg, "model"),
+        student_init="every_other" if arg in ("distilbert", "distilbert_cached", "mlm_baseline")
+        else "teacher_embeddings" if arg == "mobilebert_pkt" else "model",
         include_train_texts=False, held_out=0,
         # teacher cache: '' = live teacher; a local folder = its top-k MLM logits at the masked
         # positions of `cache_epochs` masked passes, written once, renormalised over the k
-        cache="", cache_top_k=64, cache_epochs=1, cache_rows_per_shard=65536,
+        cache="runs/teacher_mini_top64" if arg == "distilbert_cached" else "",
+        cache_top_k=64, cache_epochs=1, cache_rows_per_shard=65536,
         progressive_steps=300 if arg == "mobilebert_pkt" else 0,
         progressive_lower_lr=0.0,  # PKT: 0 = lower layers frozen (paper); 0.1 = released code
     ))

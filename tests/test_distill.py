@@ -2,6 +2,7 @@
 layer maps, student initialisation, and (slow) real-teacher sentence-embedding distillation."""
 
 import json
+from pathlib import Path
 
 import jax
 import ml_collections
@@ -655,3 +656,44 @@ def test_an_interrupted_cache_write_keeps_its_whole_shards(
     with pytest.raises(ValueError, match=r"terms\[2\] \(hidden/cosine\) needs the live teacher"):
         kd.run(derived(config, **{"distill.terms": [*CACHED_TERMS, dict(
             feature="hidden", loss="cosine", weight=1.0, layers="last")]}), tmp_path / "d")
+
+
+@pytest.mark.slow
+def test_progressive_transfer_on_real_text_lowers_each_stages_layer_loss(
+        tmp_path, minilm_dir, vader_dir, small_raw_text):
+    """experiments/distill.py:mobilebert_pkt (narrow IB-BERT teacher, random here; narrow
+    MobileBERT student, embeddings and MLM head copied from the teacher, LAMB with a warmup
+    restarted every stage, lower layers frozen) on real VADER text, 4 stages × 8 steps: each
+    stage lowers the held-out loss of the layer it trains, and at the end every layer's is
+    below its value at the start."""
+    import importlib.util
+
+    from flaxbert.mobilebert import MobileBertConfig
+
+    spec = importlib.util.spec_from_file_location(
+        "distill_experiments", Path(__file__).parents[1] / "experiments" / "distill.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    teacher_dir = tmp_path / "ib_bert"
+    teacher = Model(MobileBertConfig(**{**module.NARROW_IB_BERT, "vocab_size": 30522}), heads=("mlm",))
+    save_pretrained(teacher_dir, teacher, init_params(teacher, 6), load_tokenizer(minilm_dir / "vocab.txt"))
+    base = module.get_config("mobilebert_pkt")
+    changes = {"teacher.name": str(teacher_dir), "data.vocab": str(minilm_dir / "vocab.txt"),
+               "data.train": f"vader:{small_raw_text / 'train_GroundTruth.txt'}",
+               "data.eval": f"vader:{small_raw_text / 'eval_GroundTruth.txt'}",
+               "data.max_seq_length": 32, "data.max_predictions_per_seq": 5,
+               "distill.progressive_steps": 8, "trainer.num_steps": 32, "trainer.eval_every": 8,
+               "trainer.batch_size": 16, "trainer.checkpoint_every": 100}
+    start = kd.run(derived(base, **{**changes, "trainer.num_steps": 0}), tmp_path / "start")["final"]
+    kd.run(derived(base, **changes), tmp_path / "pkt")
+    rows = [r for r in metrics_rows(tmp_path / "pkt") if any(k.startswith("eval_") for k in r)]
+    assert [r["step"] for r in rows] == [8, 16, 24, 32]
+    term = next(k for k in start if k.startswith("hidden_feature_map") and "_layer" not in k)
+    before = {layer: start[f"{term}_layer{layer}"] for layer in range(1, 5)}
+    for stage, row in enumerate(rows, 1):
+        key = f"eval_{term}_layer{stage}"
+        previous = before[stage] if stage == 1 else rows[stage - 2][key]
+        print(f"stage {stage}: layer {stage} held-out feature-map loss {previous:.4f} → {row[key]:.4f}")
+        assert row[key] < previous
+    for layer in range(1, 5):
+        assert rows[-1][f"eval_{term}_layer{layer}"] < before[layer]

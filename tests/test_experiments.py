@@ -171,7 +171,7 @@ def small_mlm_teacher(tmp_path_factory, minilm_dir):
     return path
 
 
-@pytest.mark.parametrize("variant", ["distilbert", "minilm"])
+@pytest.mark.parametrize("variant", ["distilbert", "distilbert_cached", "minilm"])
 def test_general_distillation_configs(tmp_path, small_mlm_teacher, movie_sentences, variant):
     """The raw-text recipes run a step from their documented command (student = every other
     layer of the teacher for distilbert; the teacher's head count for minilm), scored on a
@@ -180,8 +180,12 @@ def test_general_distillation_configs(tmp_path, small_mlm_teacher, movie_sentenc
     held_out.write_text("\n".join(movie_sentences[:256]) + "\n")
     overrides = ("{'hidden_size': 32, 'intermediate_size': 64, 'num_attention_heads': 2, "
                  "'num_hidden_layers': 2}"
-                 if variant == "distilbert" else SMALL)
+                 if variant.startswith("distilbert") else SMALL)
+    cache = [f"--config.distill.cache={tmp_path / 'top_k'}"] if variant.endswith("cached") else []
     result = distill_cli("distill", f"distill.py:{variant}", tmp_path, *ONE_STEP,
                          f"--config.teacher.name={small_mlm_teacher}",
-                         f"--config.model.overrides={overrides}", f"--config.data.eval=text:{held_out}")
+                         f"--config.model.overrides={overrides}", f"--config.data.eval=text:{held_out}",
+                         *cache)
     assert result["steps"] == 1 and "final" in result
+    if cache:
+        assert (tmp_path / "top_k" / "train" / "manifest-p000.json").exists()

@@ -595,8 +595,10 @@ def render(info, peak, mlm, distill, packing, pipeline, shapes, shape_model,
         if approx:
             lines += [f"The approximation, on {approx['positions']:,} masked positions of the "
                       f"held-out movie snippets with a pre-trained teacher (`{approx['teacher']}`)"
-                      f" and its every-other-layer student: the top-k KL renormalises the "
-                      f"teacher over its k largest logits and treats the rest as zero.", "",
+                      f" and its every-other-layer student: the top-k KL renormalises both "
+                      f"models over the teacher's k largest logits (the student's mass elsewhere "
+                      f"is left to the hard MLM term). The gradient cosine compares the two "
+                      f"losses' gradients with respect to the student's logits.", "",
                       "| | teacher mass in top k | full KL·T² | top-k KL·T² | relative "
                       "difference | gradient cosine |", "|---|---|---|---|---|---|"]
             lines += [f"| {name} | {r['mass']:.3f} | {r['full']:.4f} | {r['top']:.4f} | "

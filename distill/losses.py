@@ -107,24 +107,25 @@ def top_k(logits, k: int):
 
 
 def _top_k_terms(student_logits, teacher_values, teacher_ids, temperature):
-    """(p_t over the top k, log p_s at the top-k ids): the teacher renormalised over its k ids,
-    the student's full-vocabulary log-softmax gathered there."""
+    """(log p̂_t, log p̂_s): the teacher's and the student's softmax(z/T) over the teacher's k ids
+    only, each renormalised there."""
     if teacher_values.shape != teacher_ids.shape or (
             teacher_values.shape[:-1] != student_logits.shape[:-1]):
         raise ValueError(f"teacher top-k logits {teacher_values.shape} and ids "
                          f"{teacher_ids.shape} must be [..., k] over the student's "
                          f"{student_logits.shape[:-1]} rows")
     logp_t = jax.nn.log_softmax(_f32(teacher_values) / temperature, axis=-1)
-    logp_s = jax.nn.log_softmax(_f32(student_logits) / temperature, axis=-1)
-    return logp_t, jnp.take_along_axis(logp_s, teacher_ids, axis=-1)
+    student = jnp.take_along_axis(_f32(student_logits), teacher_ids, axis=-1)
+    return logp_t, jax.nn.log_softmax(student / temperature, axis=-1)
 
 
 def top_k_soft_cross_entropy(student_logits, teacher_values, teacher_ids, temperature=1.0,
                              weights=None, t_squared=False):
     """soft_cross_entropy against a teacher known by its top-k logits only (a teacher cache):
-    −Σ_{i ∈ top k} p̂_t,i · log p_s,i, with p̂_t the teacher's softmax(t/T) renormalised over its
-    k ids and p_s the student's softmax over the whole vocabulary. The approximation: the
-    teacher's mass outside its top k counts as zero (docs/benchmarks.md measures it)."""
+    −Σ_{i ∈ top k} p̂_t,i · log p̂_s,i, both distributions renormalised over the teacher's k ids.
+    The approximation: KD compares the two models on the teacher's k likeliest words only; the
+    student's mass elsewhere is left to the hard MLM term (docs/benchmarks.md measures it
+    against the full-vocabulary KL). At k = vocabulary size it is soft_cross_entropy."""
     logp_t, logp_s = _top_k_terms(student_logits, teacher_values, teacher_ids, temperature)
     loss = _weighted_mean(-jnp.sum(jnp.exp(logp_t) * logp_s, axis=-1), weights)
     return loss * temperature**2 if t_squared else loss
@@ -132,9 +133,9 @@ def top_k_soft_cross_entropy(student_logits, teacher_values, teacher_ids, temper
 
 def top_k_kl_divergence(student_logits, teacher_values, teacher_ids, temperature=1.0,
                         weights=None, t_squared=False):
-    """kl_divergence with the teacher renormalised over its top k (see
-    top_k_soft_cross_entropy): Σ_{i ∈ top k} p̂_t,i (log p̂_t,i − log p_s,i) ≥ 0, zero only when
-    the student puts exactly p̂_t on those ids and nothing elsewhere."""
+    """kl_divergence over the teacher's top k (see top_k_soft_cross_entropy):
+    Σ_{i ∈ top k} p̂_t,i (log p̂_t,i − log p̂_s,i) ≥ 0, zero when the student ranks those k words
+    as the teacher does, whatever it gives the rest."""
     logp_t, logp_s = _top_k_terms(student_logits, teacher_values, teacher_ids, temperature)
     loss = _weighted_mean(jnp.sum(jnp.exp(logp_t) * (logp_t - logp_s), axis=-1), weights)
     return loss * temperature**2 if t_squared else loss

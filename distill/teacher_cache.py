@@ -9,13 +9,15 @@ Two caches:
   masked positions of `epochs` masked passes over the raw-text instances (and its NSP logits
   with NSP data), in sharded folders (`TopKCache`). Masks are therefore static over the cached
   passes (as google-research/bert's dupe_factor), where `distill pretrain` draws new ones every
-  epoch. The loss renormalises the teacher over its top k (`losses.top_k_kl_divergence`).
+  epoch. The KD loss renormalises teacher and student over the teacher's top k
+  (`losses.top_k_kl_divergence`).
 
 Layout of a top-k cache folder (local disk; arrays memory-mapped when read):
 
     <cache>/<split>/p<process>-<shard>/<field>.npy   one folder per `rows_per_shard` rows,
                                                      renamed into place when whole
-    <cache>/<split>/manifest-p<process>.json         written last: fingerprint, k, shards
+    <cache>/<split>/fingerprint-p<process>           the data, teacher and settings it holds
+    <cache>/<split>/manifest-p<process>.json         written last: the fingerprint and shards
 
 A run killed while writing keeps its whole shards and the rerun writes only the rest.
 """
@@ -78,15 +80,14 @@ def teacher_logits(teacher_model, teacher_params, features: dict[str, np.ndarray
 
 
 # --- the top-k MLM-logit cache for general distillation ------------------------------------------
-TOP_K_FIELDS = ("teacher_topk_logits", "teacher_topk_ids")
-
-
 def _source_files(spec: str) -> list[Path]:
-    """The local files a source spec reads (none for a tfds name)."""
-    body = spec.split(":", 1)[1] if ":" in spec.split(",")[0][:8] else spec
+    """The local files a source spec reads (none for a tfds dataset)."""
+    from distill.data.sources import parse_spec
+
+    kind, target = parse_spec(spec)
     files = []
-    for part in body.split(","):
-        path = Path(part)
+    for part in target.split(",") if kind != "tfds" else ():
+        path = Path(part.strip())
         if path.is_file():
             files.append(path)
         elif path.is_dir():
@@ -116,12 +117,12 @@ class TopKCache:
         self.dir = Path(root) / split
         self.print_, self.process = print_, process_index
         self.manifest = self.dir / f"manifest-p{process_index:03d}.json"
+        self.stamp = self.dir / f"fingerprint-p{process_index:03d}"
 
     def complete(self) -> bool:
         """True when this process's rows are all written for this fingerprint. Rows of another
         fingerprint (other data, another teacher) are refused, never reused or deleted."""
-        stamp = self.dir / "fingerprint"
-        if stamp.exists() and stamp.read_text() != self.print_:
+        if self.stamp.exists() and self.stamp.read_text() != self.print_:
             raise ValueError(f"teacher cache {self.dir.parent} was made for other data, another "
                              f"teacher or other cache settings (fingerprint mismatch); delete it "
                              f"or point distill.cache elsewhere")
@@ -132,7 +133,7 @@ class TopKCache:
         with its teacher outputs. Shards already on disk (a killed earlier run, same fingerprint)
         are kept and their batches skipped without running the teacher."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        (self.dir / "fingerprint").write_text(self.print_)
+        self.stamp.write_text(self.print_)
         shards, pending, rows = [], [], 0
         for batch in batches:
             folder = self.dir / f"p{self.process:03d}-{len(shards):05d}"

@@ -134,7 +134,7 @@ def _general(arg: str) -> ml_collections.ConfigDict:
         else "teacher_embeddings" if arg == "mobilebert_pkt" else "model",
         include_train_texts=False, held_out=0,
         # teacher cache: '' = live teacher; a local folder = its top-k MLM logits at the masked
-        # positions of `cache_epochs` masked passes, written once, renormalised over the k
+        # positions of `cache_epochs` masked passes, written once; KD renormalised over the k
         cache="runs/teacher_mini_top64" if arg == "distilbert_cached" else "",
         cache_top_k=64, cache_epochs=1, cache_rows_per_shard=65536,
         progressive_steps=300 if arg == "mobilebert_pkt" else 0,

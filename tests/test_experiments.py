@@ -51,8 +51,9 @@ def test_distill_configs(tmp_path, small_teacher, variant):
 def test_recipe_config(tmp_path, small_teacher):
     """The demo recipe at one step a stage, plus a pre-training-curve point (PT+FT from the
     step-1 checkpoint of a 2-step pre-training): every method, the lr grid picked on dev."""
-    steps = [f"--config.{stage}.trainer.num_steps=1" for stage in
-             ("teacher_finetune", "student_finetune", "distill")]
+    stages = ("teacher_finetune", "student_finetune", "distill")
+    steps = [f"--config.{stage}.trainer.num_steps=1" for stage in stages]
+    steps += [f"--config.{stage}.data.buckets=(64,)" for stage in stages]  # one shape each
     main(["distill", "recipe", f"--config={EXPERIMENTS / 'recipe.py:demo'}",
           f"--workdir={tmp_path}", *steps,
           f"--config.teacher_finetune.model.name={small_teacher}",
@@ -133,6 +134,7 @@ def test_sweep_2x2x2_writes_a_table_with_mean_and_std(tmp_path, movie_sentences)
         (tmp_path / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
     main(["distill", "sweep", f"--config={EXPERIMENTS / 'sweep_finetune.py:sentiment,small'}",
           f"--workdir={tmp_path}", "--config.finetune.trainer.num_steps=2",
+          "--config.finetune.data.buckets=(64,)",
           f"--config.finetune.model.overrides={SMALL}", "--config.finetune.task.name=columns",
           f"--config.finetune.task.train={tmp_path / 'train.jsonl'}",
           f"--config.finetune.task.dev={tmp_path / 'dev.jsonl'}",
@@ -148,18 +150,22 @@ def test_sweep_2x2x2_writes_a_table_with_mean_and_std(tmp_path, movie_sentences)
 
 
 @pytest.mark.slow
-def test_pretraining_on_real_text_beats_the_majority_token_baseline(tmp_path):
-    """BERT-Tiny, MLM on the VADER transfer text, held-out MLM accuracy on the movie snippets
-    (also the pretrain.py config's run through the CLI: its export and curves)."""
-    result = distill_cli("pretrain", "pretrain.py:tiny", tmp_path, "--config.trainer.num_steps=600",
-                         "--config.trainer.eval_every=600", "--config.data.max_seq_length=32",
-                         "--config.data.max_predictions_per_seq=5")
+def test_pretraining_on_real_text_beats_the_majority_token_baseline(tmp_path, vader_dir):
+    """BERT-Tiny, MLM on the VADER transfer text, held-out MLM accuracy on the first 2,000 movie
+    snippets (also the pretrain.py config's run through the CLI: its export and curves)."""
+    held_out = tmp_path / "movie_GroundTruth.txt"
+    lines = (vader_dir / "movieReviewSnippets_GroundTruth.txt").read_text(errors="replace").splitlines()
+    held_out.write_text("\n".join(lines[:2000]) + "\n")
+    result = distill_cli("pretrain", "pretrain.py:tiny", tmp_path / "run",
+                         "--config.trainer.num_steps=600", "--config.trainer.eval_every=600",
+                         "--config.data.max_seq_length=32", "--config.data.max_predictions_per_seq=5",
+                         f"--config.data.eval=vader:{held_out}")
     print(f"held-out MLM accuracy {result['eval_mlm_accuracy']:.3f} vs most-frequent-token "
           f"baseline {result['majority_token_accuracy']:.3f}")
     assert result["steps"] == 600
     assert result["eval_mlm_accuracy"] >= 1.3 * result["majority_token_accuracy"]
-    assert (tmp_path / "export" / "model.safetensors").exists()
-    assert (tmp_path / "curves.png").exists()
+    assert (tmp_path / "run" / "export" / "model.safetensors").exists()
+    assert (tmp_path / "run" / "curves.png").exists()
 
 
 @pytest.fixture(scope="module")
@@ -174,10 +180,11 @@ def small_mlm_teacher(tmp_path_factory, minilm_dir):
 @pytest.mark.parametrize("variant", ["distilbert", "distilbert_cached", "minilm"])
 def test_general_distillation_configs(tmp_path, small_mlm_teacher, movie_sentences, variant):
     """The raw-text recipes run a step from their documented command (student = every other
-    layer of the teacher for distilbert; the teacher's head count for minilm), scored on a
-    small held-out text (the default is 10k sentences: minutes at this batch size)."""
-    held_out = tmp_path / "held_out.txt"
+    layer of the teacher for distilbert; the teacher's head count for minilm), on small real
+    texts (the defaults take minutes to mask, cache and score at this batch size)."""
+    held_out, train = tmp_path / "held_out.txt", tmp_path / "train.txt"
     held_out.write_text("\n".join(movie_sentences[:256]) + "\n")
+    train.write_text("\n".join(movie_sentences[256:1280]) + "\n")
     overrides = ("{'hidden_size': 32, 'intermediate_size': 64, 'num_attention_heads': 2, "
                  "'num_hidden_layers': 2}"
                  if variant.startswith("distilbert") else SMALL)
@@ -185,7 +192,7 @@ def test_general_distillation_configs(tmp_path, small_mlm_teacher, movie_sentenc
     result = distill_cli("distill", f"distill.py:{variant}", tmp_path, *ONE_STEP,
                          f"--config.teacher.name={small_mlm_teacher}",
                          f"--config.model.overrides={overrides}", f"--config.data.eval=text:{held_out}",
-                         *cache)
+                         f"--config.data.train=text:{train}", "--config.data.dupe_factor=1", *cache)
     assert result["steps"] == 1 and "final" in result
     if cache:
         assert (tmp_path / "top_k" / "train" / "manifest-p000.json").exists()

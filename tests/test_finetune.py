@@ -25,6 +25,7 @@ def config(**changes):
     cfg.model.name = "tiny"
     cfg.model.overrides = SMALL
     cfg.trainer.update(dict(num_steps=12, batch_size=16, checkpoint_every=4, eval_every=6, log_every=1))
+    cfg.data.buckets = (32, 64)  # fewer shapes to compile; bucketing itself: test_buckets.py
     for key, value in changes.items():
         section, field = key.split(".")
         cfg[section][field] = value
@@ -56,10 +57,11 @@ def test_minilm_teacher_learns_the_task_and_teaches_a_student(tmp_path, minilm_d
 
     1. all-MiniLM-L6-v2 on the VADER movie snippets, 40 steps of batch 32 (a sixth of an
        epoch), lr 2e-4, length 48: dev accuracy well above the 50% of either class.
-    2. BERT-Tiny learns the fine-tuned teacher's soft labels on 2,000 unlabelled VADER transfer
-       texts: held-out agreement rises and ends above always answering the teacher's majority
-       class. The student starts from the teacher's word embeddings projected to its width."""
-    from test_distill import make_config, metrics_rows
+    2. BERT-Tiny learns the fine-tuned teacher's soft labels (computed once: distill.cache) on
+       2,000 unlabelled VADER transfer texts: its held-out agreement with the teacher beats always
+       answering the teacher's majority class. The student starts from the teacher's word
+       embeddings projected to its width."""
+    from test_distill import make_config
 
     from distill.data import tasks as task_data
     from distill.tasks import distill as kd
@@ -81,22 +83,24 @@ def test_minilm_teacher_learns_the_task_and_teaches_a_student(tmp_path, minilm_d
     config_kd = make_config(tmp_path / "teacher" / "best", transfer, [dict(
         feature="logits", loss="soft_ce", weight=1.0, temperature=1.0, t_squared=False)],
         **{"data.max_seq_length": 48, "data.buckets": (16, 32, 48),
-           "data.group_by_length": True, "trainer.batch_size": 32, "trainer.num_steps": 100,
-           "trainer.eval_every": 50, "distill.held_out": 256,
+           "data.group_by_length": True, "trainer.batch_size": 32, "trainer.num_steps": 160,
+           "trainer.eval_every": 1000, "distill.held_out": 256,
+           "distill.cache": str(tmp_path / "teacher_logits.npz"),  # the teacher runs once
            "distill.student_init": "teacher_embeddings", "model.overrides": {},
            "optimizer.lr": 1e-3, "task.name": "sentiment", "task.data_dir": str(vader_dir)})
     result = kd.run(config_kd, tmp_path / "kd")
-    agreement = [r["eval_teacher_agreement"] for r in metrics_rows(tmp_path / "kd")
-                 if "eval_teacher_agreement" in r]
-    # chance: always answering the class the teacher gives most often on the held-out texts
-    model, params, tokenizer = from_pretrained(tmp_path / "teacher" / "best")
+    # agreement on the held-out transfer texts, against always answering the teacher's majority
     held_out = [e.text_a for e in kd.transfer_examples(config_kd)[-256:]]
-    batch = Preprocessor(tokenizer, seq_length=48)(held_out)
-    labels = np.asarray(model.apply({"params": params}, **batch)["logits"]).argmax(-1)
-    chance = max(np.mean(labels == 0), np.mean(labels == 1))
-    print(f"held-out agreement by eval {agreement} (chance {chance:.3f}); student dev "
+    labels = {}
+    for who, folder in (("teacher", tmp_path / "teacher" / "best"), ("student", tmp_path / "kd" / "export")):
+        model, params, tokenizer = from_pretrained(folder)
+        batch = Preprocessor(tokenizer, seq_length=48)(held_out)
+        labels[who] = np.asarray(model.apply({"params": params}, **batch)["logits"]).argmax(-1)
+    chance = max(np.mean(labels["teacher"] == 0), np.mean(labels["teacher"] == 1))
+    agreement = np.mean(labels["student"] == labels["teacher"])
+    print(f"held-out agreement {agreement:.3f} (chance {chance:.3f}); student dev "
           f"{result['dev']}, teacher dev {teacher['dev']}")
-    assert agreement[-1] > agreement[0] and agreement[-1] >= chance + 0.05
+    assert agreement >= chance + 0.05
 
 
 def test_eval_and_predict_use_the_best_checkpoint(tmp_path):

@@ -166,8 +166,8 @@ def test_integer_label_nll_value_and_gradient_match_autodiff():
 
 
 def test_top_k_losses_renormalise_the_teacher_over_its_k_ids():
-    """A teacher known by its top k (the cache): p̂_t = softmax over the k ids, the student's full
-    log-softmax there (float64 numpy); at k = C it is the full-vocabulary loss."""
+    """A teacher known by its top k (the cache): teacher and student softmaxes both renormalised
+    over the teacher's k ids (float64 numpy); at k = C it is the full-vocabulary loss."""
     s, t = rand(B, 4, 50), rand(B, 4, 50) * 3
     weights = np.tile(W[:, None], (1, 4))
     for k in (5, 50):
@@ -175,8 +175,8 @@ def test_top_k_losses_renormalise_the_teacher_over_its_k_ids():
         np.testing.assert_array_equal(np.asarray(ids), np.argsort(-t, -1)[..., :k])
         for temp, t2 in ((1.0, False), (2.0, True)):
             p_hat = softmax(np.take_along_axis(t, np.asarray(ids), -1).astype(np.float64) / temp)
-            logp_s = np.log(np.take_along_axis(softmax(s.astype(np.float64) / temp),
-                                               np.asarray(ids), -1))
+            logp_s = np.log(softmax(np.take_along_axis(s, np.asarray(ids), -1).astype(np.float64)
+                                    / temp))
             scale = temp**2 if t2 else 1.0
             ce = -(p_hat * logp_s).sum(-1)
             kl = (p_hat * (np.log(p_hat) - logp_s)).sum(-1)

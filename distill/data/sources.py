@@ -263,11 +263,7 @@ def iter_documents(
     _check_shard(process_index, process_count)
     if not isinstance(spec, str) or not spec.strip():
         raise ValueError(f"source spec {spec!r}: expected a non-empty string such as 'text:PATH'")
-    kind, sep, rest = spec.partition(":")
-    if sep and kind in ("text", "jsonl", "vader", "tfds"):
-        target = rest
-    else:  # no (known) prefix: infer from the path (keeps Windows drive letters working)
-        kind, target = _infer_kind(spec), spec
+    kind, target = parse_spec(spec)
     if kind == "text":
         docs = iter_text_documents(target)
     elif kind == "jsonl":
@@ -281,6 +277,15 @@ def iter_documents(
             target, split=split, text_field=text_field, sentence_split=sentence_split or "both"
         )
     return shard(docs, process_index, process_count)
+
+
+def parse_spec(spec: str) -> tuple[str, str]:
+    """``(kind, target)``: the prefix (text, jsonl, vader, tfds) and the paths or dataset name."""
+    kind, sep, rest = spec.partition(":")
+    if sep and kind in ("text", "jsonl", "vader", "tfds"):
+        return kind, rest
+    # no (known) prefix: infer from the path (keeps Windows drive letters working)
+    return _infer_kind(spec), spec
 
 
 def _infer_kind(spec: str) -> str:

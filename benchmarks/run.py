@@ -599,7 +599,7 @@ def render(info, peak, mlm, distill, packing, pipeline, shapes, shape_model,
                       f"models over the teacher's k largest logits (the student's mass elsewhere "
                       f"is left to the hard MLM term). The gradient cosine compares the two "
                       f"losses' gradients with respect to the student's logits.", "",
-                      "| | teacher mass in top k | full KL·T² | top-k KL·T² | relative "
+                      "| | teacher mass in top k (at T = 1) | full KL·T² | top-k KL·T² | relative "
                       "difference | gradient cosine |", "|---|---|---|---|---|---|"]
             lines += [f"| {name} | {r['mass']:.3f} | {r['full']:.4f} | {r['top']:.4f} | "
                       f"{r['relative']:.1%} | {r['grad_cosine']:.4f} |"

@@ -26,7 +26,7 @@ is option (a): BERT-Mini (L4/H256/A4) that `distill pretrain` trains on that tex
 
     distill pretrain --config experiments/pretrain.py:mini --workdir runs/teacher_mini \
         --config.data.max_seq_length=64 --config.data.max_predictions_per_seq=10 \
-        --config.trainer.num_steps=3000
+        --config.trainer.num_steps=1500
 
   distilbert        student = every other teacher layer (L2/H256), loss 5·KL(T=2)·T² on MLM
                     logits + 2·MLM + 1·cosine(last hidden), as DistilBERT's released code;
@@ -50,8 +50,11 @@ is option (a): BERT-Mini (L4/H256/A4) that `distill pretrain` trains on that tex
 
     distill distill --config experiments/distill.py:distilbert --workdir runs/distilbert
 
-Not yet measured on this machine at the time of writing (the teacher was still pre-training):
-see experiments/README.md for the figures that exist.
+Expected (measured 2026-12-03, 2 CPU cores; the teacher above reaches held-out MLM accuracy
+0.133 in 29 min): distilbert 0.139 held-out MLM accuracy after 600 steps (14 min);
+distilbert_cached 0.138 (3.8 min writing the top-64 cache, then 6 min); mlm_baseline (the
+same student and init, hard MLM only) 0.131 (7 min). experiments/README.md lists the recipes
+not measured yet.
 """
 
 import importlib.util

@@ -373,7 +373,6 @@ def _masked_batch(tokenizer, sentences, n=8, length=32, predictions=5, seed=0):
 
 def test_student_identical_to_teacher_gives_zero_terms(mlm_teacher_dir, transfer_file):
     """Teacher as its own student: every distillation term is 0 and soft CE = H(teacher)."""
-    import jax.numpy as jnp
 
     from distill import losses
     teacher, params, tokenizer = from_pretrained(mlm_teacher_dir)

@@ -10,7 +10,6 @@ from typing import Any, Sequence
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import flax.linen as nn
 from etils import epath
 

@@ -137,12 +137,17 @@ class DistillTask:
         # pairs for `progressive_steps` steps. Layers below k (and the embeddings and heads) move
         # at `progressive_lower_lr` × the rate: 0 freezes them (the paper), 0.1 is the released
         # code's `layer_wise_learning_rate`; layers above k wait. The projections always train.
-        # `stage_steps` tells the optimizer to restart its warmup and decay at every stage.
+        # `stage_steps` tells the optimizer to restart its warmup and decay at every stage
+        # (`progressive_schedule="global"`: one warmup + decay over all stages, for comparison).
         self.progressive = int(config.distill.get("progressive_steps", 0) or 0)
         if self.progressive and student.scan:
             raise ValueError("progressive transfer trains one layer_{i} at a time: set "
                              "model.scan_layers=False")
-        self.stage_steps = self.progressive
+        schedule = config.distill.get("progressive_schedule", "per_stage")
+        if schedule not in ("per_stage", "global"):
+            raise ValueError(f"distill.progressive_schedule={schedule!r}; expected per_stage (the "
+                             f"released code's warmup + decay restarted in every stage) or global")
+        self.stage_steps = self.progressive if schedule == "per_stage" else 0
         self.lower_lr = float(config.distill.get("progressive_lower_lr", 0.0))
         if not 0.0 <= self.lower_lr <= 1.0:
             raise ValueError(f"distill.progressive_lower_lr={self.lower_lr}; expected a scale in "

@@ -142,6 +142,7 @@ def _general(arg: str) -> ml_collections.ConfigDict:
         cache_top_k=64, cache_epochs=1, cache_rows_per_shard=65536,
         progressive_steps=300 if arg == "mobilebert_pkt" else 0,
         progressive_lower_lr=0.0,  # PKT: 0 = lower layers frozen (paper); 0.1 = released code
+        progressive_schedule="per_stage",  # PKT lr: restarted per stage (released code) | global
     ))
     config.trainer = defaults.trainer(batch_size=32, num_steps=steps, eval_every=150,
                                       checkpoint_every=300, log_every=25)
@@ -190,6 +191,7 @@ def get_config(arg: str = "task") -> ml_collections.ConfigDict:
         held_out=512,                   # transfer examples scored for the eval_ losses
         progressive_steps=0,            # > 0: MobileBERT's PKT, one student layer per stage
         progressive_lower_lr=0.0,       # PKT: 0 = lower layers frozen (paper), 0.1 = released code
+        progressive_schedule="per_stage",  # PKT lr: restarted per stage (released code) | global
     ))
     if arg == "tinybert_task":  # from the general student, against the fine-tuned teacher
         config.model = defaults.model("runs/tinybert_general/export")

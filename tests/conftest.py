@@ -10,6 +10,13 @@ import pytest
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path.home() / ".cache/flaxbert/jax"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 
+
+def pytest_collection_modifyitems(items):
+    """The slow tail first: xdist hands out work in collection order, so the long tests (and the
+    multi-host group, one unit) start at once and the short ones fill in around them."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 ASSETS = Path(os.environ.get("FLAXBERT_ASSETS", Path.home() / ".cache/flaxbert/assets"))
 
 

@@ -208,9 +208,9 @@ def test_sentence_embedding_distillation_from_real_teacher(tmp_path, minilm_dir,
     config = make_config(minilm_dir, "vader", [dict(feature="embedding", loss="cosine",
                                                     weight=1.0, pooling="mean")],
                          **{"data.vader_dir": str(vader_dir), "data.max_seq_length": 48,
-                            "data.buckets": (16, 32, 48), "data.group_by_length": True,
+                            "data.buckets": (32, 48), "data.group_by_length": True,
                             "trainer.batch_size": 32,
-                            "trainer.num_steps": 200, "trainer.eval_every": 100,
+                            "trainer.num_steps": 150, "trainer.eval_every": 75,
                             "distill.held_out": 256, "model.overrides": {}})
     kd.run(config, tmp_path / "emb")
     evals = [r["eval_embedding_cosine"] for r in metrics_rows(tmp_path / "emb")
@@ -232,7 +232,7 @@ def test_hidden_and_attention_distillation_from_real_teacher(tmp_path, minilm_di
                    intermediate_size=768)
     config = make_config(minilm_dir, "vader", terms,
                          **{"data.vader_dir": str(vader_dir), "data.max_seq_length": 48,
-                            "data.buckets": (16, 32, 48), "data.group_by_length": True,
+                            "data.buckets": (32, 48), "data.group_by_length": True,
                             "trainer.batch_size": 32,
                             "trainer.num_steps": 80, "trainer.eval_every": 20,
                             "distill.held_out": 256, "model.overrides": student})
@@ -264,6 +264,24 @@ def _progressive_run(tmp_path, teacher_dir, transfer_file, num_steps):
                                tokenizer, 32)
     trainer = Trainer(task, config, tmp_path)
     return trainer, trainer.fit(train_batches(features, 8, seed=0, buckets=(32,)))
+
+
+def test_progressive_schedule_restarts_per_stage_unless_global(teacher_dir, transfer_file):
+    """`distill.progressive_schedule`: per_stage (default) hands the stage length to the optimizer
+    (optim.stage_schedule restarts warmup and decay); global runs one schedule over all stages."""
+    teacher, teacher_params, _ = from_pretrained(teacher_dir)
+    terms = [dict(feature="hidden", loss="feature_map", weight=1.0, layers=[[2, 1], [4, 2]])]
+
+    def task(**changes):
+        config = make_config(teacher_dir, transfer_file, terms,
+                             **{"distill.progressive_steps": 3, **changes})
+        return distillation.DistillTask(config, ModelSpec(config.model, (), vocab_size=30522),
+                                        teacher, teacher_params)
+
+    assert task().stage_steps == 3
+    assert task(**{"distill.progressive_schedule": "global"}).stage_steps == 0
+    with pytest.raises(ValueError, match="progressive_schedule='restart'.*per_stage.*global"):
+        task(**{"distill.progressive_schedule": "restart"})
 
 
 def crash_after_batches(monkeypatch, n):

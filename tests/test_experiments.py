@@ -52,29 +52,37 @@ def test_recipe_config(tmp_path, small_teacher):
     """The demo recipe at one step a stage, plus a pre-training-curve point (PT+FT from the
     step-1 checkpoint of a 2-step pre-training): every method, the lr grid picked on dev."""
     stages = ("teacher_finetune", "student_finetune", "distill")
+    # small held-out and transfer files (512 transfer lines are held out): the defaults (10k
+    # snippets, 16k sentences) would score and label for longer than the stages train
+    held_out, transfer = tmp_path / "held_out_GroundTruth.txt", tmp_path / "transfer.txt"
+    movies = (VADER / "movieReviewSnippets_GroundTruth.txt").read_text(errors="replace")
+    held_out.write_text("\n".join(movies.splitlines()[:200]) + "\n")
+    transfer.write_text("\n".join(line.split("\t")[-1] for line in movies.splitlines()[-1000:]) + "\n")
+    run = tmp_path / "run"
     steps = [f"--config.{stage}.trainer.num_steps=1" for stage in stages]
     steps += [f"--config.{stage}.data.buckets=(64,)" for stage in stages]  # one shape each
     main(["distill", "recipe", f"--config={EXPERIMENTS / 'recipe.py:demo'}",
-          f"--workdir={tmp_path}", *steps,
+          f"--workdir={run}", *steps,
           f"--config.teacher_finetune.model.name={small_teacher}",
           f"--config.pretrain.model.overrides={SMALL}", "--config.pretrain.trainer.num_steps=2",
           "--config.pretrain.trainer.checkpoint_every=1", "--config.pretrain.trainer.eval_every=1",
           "--config.pretrain.trainer.keep_checkpoints=3", "--config.recipe.pretrain_checkpoints=(1,)", "--config.recipe.seeds=(0,)",
-          f"--config.pretrain.data.train=vader:{VADER / 'tweets_GroundTruth.txt'}"])
-    table = json.loads((tmp_path / "results.json").read_text())["table"]
+          f"--config.pretrain.data.train=vader:{VADER / 'tweets_GroundTruth.txt'}",
+          f"--config.pretrain.data.eval=vader:{held_out}", f"--config.distill.data.transfer={transfer}"])
+    table = json.loads((run / "results.json").read_text())["table"]
     assert {row["method"] for row in table} == {"teacher", "scratch", "pt_ft", "kd", "pd"}
     assert sorted(e["pretrain_steps"] for e in table if e["method"] == "pt_ft") == [1, 2]
     for e in table:
         if e["method"] in ("scratch", "pt_ft", "pd"):  # fine-tuned at both lrs, dev picked one
             assert len(e["lrs"]) == 1 and e["lrs"][0] in (3e-4, 1e-4)
-    sweep = json.loads((tmp_path / "scratch_tiny_seed0" / "sweep.json").read_text())
+    sweep = json.loads((run / "scratch_tiny_seed0" / "sweep.json").read_text())
     assert [c["lr"] for c in sweep["cells"]] == [3e-4, 1e-4]
-    assert (tmp_path / "pretrain_tiny" / "export_step1" / "model.safetensors").exists()
-    assert (tmp_path / "results.md").read_text().startswith("| method |")
-    assert (tmp_path / "results.png").exists() and (tmp_path / "pretraining_curve.png").exists()
-    main(["distill", "report", str(tmp_path), "--out", str(tmp_path / "report")])
-    assert (tmp_path / "report" / "results.md").read_text() == (tmp_path / "results.md").read_text()
-    assert (tmp_path / "report" / "accuracy_vs_size.png").exists()
+    assert (run / "pretrain_tiny" / "export_step1" / "model.safetensors").exists()
+    assert (run / "results.md").read_text().startswith("| method |")
+    assert (run / "results.png").exists() and (run / "pretraining_curve.png").exists()
+    main(["distill", "report", str(run), "--out", str(run / "report")])
+    assert (run / "report" / "results.md").read_text() == (run / "results.md").read_text()
+    assert (run / "report" / "accuracy_vs_size.png").exists()
 
 
 def _seed_runs(tmp_path, accuracies: dict[str, list[float]]) -> Path:
@@ -157,12 +165,12 @@ def test_pretraining_on_real_text_beats_the_majority_token_baseline(tmp_path, va
     lines = (vader_dir / "movieReviewSnippets_GroundTruth.txt").read_text(errors="replace").splitlines()
     held_out.write_text("\n".join(lines[:2000]) + "\n")
     result = distill_cli("pretrain", "pretrain.py:tiny", tmp_path / "run",
-                         "--config.trainer.num_steps=600", "--config.trainer.eval_every=600",
+                         "--config.trainer.num_steps=400", "--config.trainer.eval_every=400",
                          "--config.data.max_seq_length=32", "--config.data.max_predictions_per_seq=5",
                          f"--config.data.eval=vader:{held_out}")
     print(f"held-out MLM accuracy {result['eval_mlm_accuracy']:.3f} vs most-frequent-token "
           f"baseline {result['majority_token_accuracy']:.3f}")
-    assert result["steps"] == 600
+    assert result["steps"] == 400
     assert result["eval_mlm_accuracy"] >= 1.3 * result["majority_token_accuracy"]
     assert (tmp_path / "run" / "export" / "model.safetensors").exists()
     assert (tmp_path / "run" / "curves.png").exists()

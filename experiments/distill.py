@@ -41,8 +41,9 @@ is option (a): BERT-Mini (L4/H256/A4) that `distill pretrain` trains on that tex
                     other; here they are summed — stated, not hidden);
   mobilebert_pkt    progressive knowledge transfer into a narrow MobileBERT from a narrow IB-BERT
                     teacher of the same depth (feature-map MSE + attention KL per layer, student
-                    embeddings and MLM head copied from the teacher, restarted warmup per stage,
-                    lower layers at `distill.progressive_lower_lr`: 0 = frozen (paper), 0.1 =
+                    embeddings and MLM head copied from the teacher, warmup + decay restarted
+                    per stage (`distill.progressive_schedule=global`: one over all stages, the
+                    comparison in experiments/README.md), lower layers at `distill.progressive_lower_lr`: 0 = frozen (paper), 0.1 =
                     the released code);
   mobilebert_pd     then pre-training distillation of the whole student: 0.5 hard MLM + 0.5 MLM
                     KD (soft CE) + NSP, on NSP pairs;

@@ -67,6 +67,7 @@ def test_recipe_config(tmp_path, small_teacher):
           f"--config.pretrain.model.overrides={SMALL}", "--config.pretrain.trainer.num_steps=2",
           "--config.pretrain.trainer.checkpoint_every=1", "--config.pretrain.trainer.eval_every=1",
           "--config.pretrain.trainer.keep_checkpoints=3", "--config.recipe.pretrain_checkpoints=(1,)", "--config.recipe.seeds=(0,)",
+          "--config.recipe.learning_rates=(3e-4, 1e-4)",  # the demo has a grid of one
           f"--config.pretrain.data.train=vader:{VADER / 'tweets_GroundTruth.txt'}",
           f"--config.pretrain.data.eval=vader:{held_out}", f"--config.distill.data.transfer={transfer}"])
     table = json.loads((run / "results.json").read_text())["table"]

@@ -6,8 +6,10 @@ parameter / optimizer-state / batch shardings from the logical-axis rules, one j
 progress bar), orbax checkpoints of the full state (params, optimizer, step, RNG, data iterator)
 and automatic resume when the same command runs again in the same work directory:
 
-- a checkpoint that cannot be read (damaged or incomplete files) is moved aside to
-  `checkpoints/<step>.damaged-<n>` (never deleted) and training resumes from the newest readable one;
+- a checkpoint that cannot be read (damaged or incomplete files), or whose arrays no longer match
+  the checksums saved beside them (bytes overwritten in place read back as wrong numbers, not as
+  errors), is moved aside to `checkpoints/<step>.damaged-<n>` (never deleted) and training
+  resumes from the newest readable one;
 - SIGTERM (a preemption notice) or Ctrl-C saves a checkpoint at the next step boundary, on which
   all processes agree, and stops with `Preempted` (the programs exit with `EXIT_PREEMPTED`);
   running the same command again resumes exactly.
@@ -273,7 +275,8 @@ class Trainer:
             options=ocp.CheckpointManagerOptions(
                 max_to_keep=tcfg.keep_checkpoints, enable_async_checkpointing=True,
                 create=True),
-            item_names=("state", "data"))
+            item_names=("state", "data", "checksums"))
+        self._checksums = jax.jit(state_checksums, out_shardings=replicated)
 
     # --- state ------------------------------------------------------------------------------
     def initial_state(self) -> TrainState:
@@ -332,11 +335,28 @@ class Trainer:
             for _ in range(step):
                 next(data_iter)
             return restored.state
-        restored = self.checkpoints.restore(step, args=ocp.args.Composite(
-            state=state_args, data=_data_restore_args(data_iter)))
+        items = dict(state=state_args, data=_data_restore_args(data_iter))
+        has_checksums = (as_path(self.checkpoints.directory) / str(step) / "checksums").exists()
+        if has_checksums:  # checkpoints written before checksums were saved have none
+            items["checksums"] = ocp.args.JsonRestore()
+        restored = self.checkpoints.restore(step, args=ocp.args.Composite(**items))
+        if has_checksums:
+            self._verify(restored.state, restored.checksums)
         if not is_grain and hasattr(data_iter, "set_state"):
             data_iter.set_state(restored.data)
         return restored.state
+
+    def _verify(self, state: TrainState, saved: dict[str, int]) -> None:
+        actual = self._checksum_dict(state)
+        wrong = [name for name in actual if saved.get(name) != actual[name]]
+        if wrong or set(saved) != set(actual):
+            raise ValueError(f"{len(wrong)} of {len(actual)} arrays differ from the checksums "
+                             f"saved with them ({', '.join(wrong[:4]) or 'the array names differ'})")
+
+    def _checksum_dict(self, state: TrainState) -> dict[str, int]:
+        sums = self._checksums(state)
+        return {jax.tree_util.keystr(path): int(value)
+                for path, value in jax.tree_util.tree_leaves_with_path(sums)}
 
     def _move_aside(self, step: int, reason: str) -> None:
         """checkpoints/<step> → checkpoints/<step>.damaged-<n> (process 0; the others wait)."""
@@ -355,7 +375,8 @@ class Trainer:
 
     def save(self, state: TrainState, data_iter, force: bool = False) -> None:
         self.checkpoints.save(int(state.step), force=force, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state), data=_data_save_args(data_iter)))
+            state=ocp.args.StandardSave(state), data=_data_save_args(data_iter),
+            checksums=ocp.args.JsonSave(self._checksum_dict(state))))
 
     def memory_report(self, batch: dict[str, jax.ShapeDtypeStruct]) -> dict[str, float]:
         """Compiles the train step ahead of time for abstract inputs (nothing is allocated or run)
@@ -483,6 +504,23 @@ class Trainer:
             return sum(math.prod(x.shape) for path, x in flat
                        if getattr(path[-1], "key", None) != "embedding")
         return 6.0 * matmul_params(self.abstract_state.params) + 2.0 * matmul_params(self.frozen)
+
+
+def state_checksums(state):
+    """One uint32 per array: the sum of its bits, each word weighted by an odd multiplier that
+    depends on its position (mod 2^32), so changed bytes and moved words both change it. Computed
+    on the sharded arrays, where they live."""
+    def checksum(x):
+        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            x = jax.random.key_data(x)
+        x = x.reshape(-1)
+        if x.dtype == jnp.bool_:
+            x = x.astype(jnp.uint8)
+        unsigned = {1: jnp.uint8, 2: jnp.uint16, 4: jnp.uint32, 8: jnp.uint32}[x.dtype.itemsize]
+        words = jax.lax.bitcast_convert_type(x, unsigned).reshape(-1).astype(jnp.uint32)
+        weights = jnp.arange(words.size, dtype=jnp.uint32) * jnp.uint32(2654435761) | 1
+        return jnp.sum(words * weights, dtype=jnp.uint32)
+    return jax.tree_util.tree_map(checksum, state)
 
 
 def checkpoint_dir(workdir):

@@ -1,7 +1,8 @@
 """MLM pre-training of a compact BERT (Turc et al. 2019, step 1 of Pre-trained Distillation).
 
 Any of the 24 students by name: `experiments/pretrain.py:bert_uncased_L-4_H-256_A-4`, or an alias
-(tiny, mini, small, medium). The held-out evaluation text is always VADER's movie snippets (the
+(tiny, mini, small, medium); `narrow_ib_bert` is the MobileBERT recipes' CPU-sized IB-BERT
+teacher (experiments/distill.py; pre-train it with `--config.data.nsp=True`). The held-out evaluation text is always VADER's movie snippets (the
 demo task's sentences; none of them is in the training text). Training text, by the suffix:
 
   (none)      the VADER sentences other than the movie snippets (13k tweets, NYT editorial and
@@ -18,6 +19,9 @@ MLM accuracy ≈ 0.30, far above the most-frequent-token baseline (≈ 0.05). Fo
 see the pre-training curve in experiments/README.md.
 """
 
+import importlib.util
+from pathlib import Path
+
 import ml_collections
 
 from distill import defaults as common
@@ -28,12 +32,22 @@ CORPORA = common.ASSETS / "corpora"
 CORPORA_TRAIN = f"text:{CORPORA / 'general.txt'},{CORPORA / 'movies.txt'}"
 
 
+def _narrow_ib_bert() -> dict:
+    """The MobileBERT recipes' CPU-sized IB-BERT teacher (its one home: experiments/distill.py)."""
+    spec = importlib.util.spec_from_file_location("distill_recipes",
+                                                  Path(__file__).with_name("distill.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.NARROW_IB_BERT
+
+
 def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     name, _, data = arg.partition(",")
     if data not in ("", "corpora"):
         raise ValueError(f"experiments/pretrain.py:{arg}; expected MODEL or MODEL,corpora")
     config = ml_collections.ConfigDict()
-    config.model = common.model(name)
+    config.model = (common.model("ib_bert", overrides=_narrow_ib_bert()) if name == "narrow_ib_bert"
+                    else common.model(name))
     config.data = ml_collections.ConfigDict(dict(
         vocab=str(common.MINILM / "vocab.txt"),
         train=CORPORA_TRAIN if data else f"vader:{common.TRANSFER_FILES}",

@@ -13,11 +13,13 @@ import subprocess
 import sys
 import time
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from test_trainer import WORKER, losses, run_worker
 
-from distill.trainer import EXIT_PREEMPTED
+from distill.trainer import EXIT_PREEMPTED, state_checksums
 
 pytestmark = pytest.mark.xdist_group("reliability")
 STEPS = ["--steps", "12", "--checkpoint-every", "4"]
@@ -216,3 +218,22 @@ def test_an_interrupted_output_leaves_the_previous_one_whole(tmp_path):
         (folder / "model.safetensors").write_bytes(b"new")
     assert (tmp_path / "export" / "model.safetensors").read_bytes() == b"new"
     assert sorted(os.listdir(tmp_path)) == ["export", "result.json"]
+
+
+def test_state_checksums_change_with_any_byte_or_moved_word_of_every_dtype():
+    rng = np.random.default_rng(0)
+    state = {"f32": jnp.asarray(rng.normal(size=(4, 8)), jnp.float32),
+             "bf16": jnp.asarray(rng.normal(size=(16,)), jnp.bfloat16),
+             "i32": jnp.arange(12, dtype=jnp.int32), "flag": jnp.asarray([True, False, True]),
+             "key": jax.random.key(3)}
+    base = jax.tree_util.tree_map(int, state_checksums(state))
+    changed = {
+        "f32": state["f32"].at[2, 5].set(np.nextafter(state["f32"][2, 5], np.float32(9))),
+        "bf16": state["bf16"][::-1],                       # the same words, moved
+        "i32": state["i32"].at[0].set(1 << 20),
+        "flag": ~state["flag"],
+        "key": jax.random.key(4),
+    }
+    for name, value in changed.items():
+        sums = jax.tree_util.tree_map(int, state_checksums({**state, name: value}))
+        assert [k for k in sums if sums[k] != base[k]] == [name]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -24,11 +24,20 @@ def _boxed_init(model, rng):
     return model.init(rng, **dummy_inputs(model))["params"]
 
 
-def init_params(model, rng: jax.Array | int = 0) -> dict[str, Any]:
-    """Random parameters (the config's initializers) as a plain, unboxed pytree."""
+def init_params(model, rng: jax.Array | int = 0,
+                keep: Callable[[str], bool] | None = None) -> dict[str, Any]:
+    """Random parameters (the config's initializers) as a plain, unboxed pytree. With `keep`, a
+    predicate on flattened names ("bert/embeddings/..."), only those are returned, and only they
+    are computed (XLA drops the rest): a fresh head for a loaded model costs the head alone."""
     if isinstance(rng, int):
         rng = jax.random.PRNGKey(rng)
-    return nn.unbox(jax.jit(_boxed_init, static_argnums=0)(model, rng))
+    if keep is None:
+        return nn.unbox(jax.jit(_boxed_init, static_argnums=0)(model, rng))
+
+    def kept(rng):
+        params = flatten(nn.unbox(_boxed_init(model, rng)))
+        return unflatten({name: value for name, value in params.items() if keep(name)})
+    return jax.jit(kept)(rng)
 
 
 def abstract_params(model) -> dict[str, Any]:

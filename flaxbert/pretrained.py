@@ -81,8 +81,8 @@ def from_pretrained(path: str | Path, heads: Sequence[str] | None = None, num_la
     if fresh:
         log.warning("%s: heads %s are not in the weights; initialised randomly (seed %d)",
                     path, fresh, seed)
-        random = flatten(init_params(model, jax.random.PRNGKey(seed)))
-        params.update({p: v for p, v in random.items() if _head_of(p) in fresh})
+        params.update(flatten(init_params(model, jax.random.PRNGKey(seed),
+                                          keep=lambda name: _head_of(name) in fresh)))
     params = jax.tree_util.tree_map(jnp.asarray, unflatten(params))
     tok = _load_tokenizer(path, config) if tokenizer else None
     return Pretrained(model, params, tok)

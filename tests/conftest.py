@@ -9,6 +9,16 @@ import pytest
 # across tests and subprocesses (workers inherit the environment).
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path.home() / ".cache/flaxbert/jax"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+# Compilation dominates the suite on 2 cores, and LLVM's expensive passes buy these small
+# programs little (measured: a compile-bound test 47 → 40 s, a 400-step training 74 → 69 s).
+FAST_COMPILE = "--xla_llvm_disable_expensive_passes=true"
+os.environ.setdefault("XLA_FLAGS", FAST_COMPILE)
+
+
+def cpu_devices_env(devices: int) -> dict[str, str]:
+    """The environment of a subprocess that sees `devices` CPU devices."""
+    return dict(os.environ,
+                XLA_FLAGS=f"{FAST_COMPILE} --xla_force_host_platform_device_count={devices}")
 
 
 def pytest_collection_modifyitems(items):

@@ -5,7 +5,6 @@ never falls back to replicating a tensor to reshard it, and every mesh computes 
 losses."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from conftest import cpu_devices_env
 from jax.sharding import PartitionSpec as P
 
 from flaxbert.partitioning import activation_rules, constrain, fit_spec
@@ -22,7 +22,7 @@ MESHES = ("data=8", "tensor=8", "fsdp=8", "data=2,tensor=4")
 
 
 def run_worker(meshes, devices):
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+    env = cpu_devices_env(devices)
     proc = subprocess.run([sys.executable, str(WORKER), "--meshes", ";".join(meshes)], env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -3,13 +3,13 @@ and a BERT-Small student on an 8-device mesh without allocating or running anyth
 
 import json
 import math
-import os
 import subprocess
 import sys
 
 import jax
 import numpy as np
 import pytest
+from conftest import cpu_devices_env
 
 from flaxbert import Model, abstract_params, get_config
 
@@ -22,7 +22,7 @@ def parameter_bytes(preset: str) -> int:
 
 
 def test_compile_reports_memory_per_device_for_large_teacher_and_small_student(tmp_path):
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
+    env = cpu_devices_env(8)
     cmd = [sys.executable, "-m", "distill.cli", "compile", "--config",
            "experiments/distill.py:tinybert", "--workdir", str(tmp_path),
            "--config.teacher.name=large", "--config.model.name=small",

@@ -7,7 +7,6 @@ own rows), so their losses must agree to float tolerance.
 """
 
 import json
-import os
 import shutil
 import signal
 import socket
@@ -16,6 +15,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import cpu_devices_env
 from test_trainer import WORKER, losses, run_worker
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("multihost")]
@@ -29,7 +29,7 @@ def free_port() -> int:
 
 def start_two_processes(workdir, *args):
     """Two worker processes with 4 CPU devices each, joined on a free local port."""
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    env = cpu_devices_env(4)
     address = f"127.0.0.1:{free_port()}"
     return [subprocess.Popen([sys.executable, str(WORKER), str(workdir), *args,
                               "--coordinator", address, "--num-processes", "2",

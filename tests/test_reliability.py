@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import cpu_devices_env
 from test_trainer import WORKER, losses, run_worker
 
 from distill.trainer import EXIT_PREEMPTED, state_checksums
@@ -73,7 +74,7 @@ def test_damaged_newest_checkpoint_is_moved_aside_and_the_previous_one_resumed(
     checkpoints = workdir / "checkpoints"
     assert sorted(os.listdir(checkpoints)) == ["12", "8"]
     damage(checkpoints / "12")
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    env = cpu_devices_env(1)
     proc = subprocess.run([sys.executable, str(WORKER), str(workdir), *STEPS], env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -94,7 +95,7 @@ def test_no_readable_checkpoint_is_an_error_naming_the_folder_and_nothing_moves(
     remove_file(checkpoints / "12")
     remove_file(checkpoints / "8")
     before = sorted(p.relative_to(workdir) for p in workdir.rglob("*"))
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    env = cpu_devices_env(1)
     proc = subprocess.run([sys.executable, str(WORKER), str(workdir), *STEPS], env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode != 0
@@ -108,7 +109,7 @@ def test_no_readable_checkpoint_is_an_error_naming_the_folder_and_nothing_moves(
 def test_a_signal_saves_at_the_next_step_and_the_rerun_ends_bit_identical(straight, tmp_path,
                                                                           signum):
     workdir = tmp_path / "run"
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    env = cpu_devices_env(1)
     proc = subprocess.Popen([sys.executable, str(WORKER), str(workdir), *STEPS,
                              "--step-delay", "0.3"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)

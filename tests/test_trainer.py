@@ -5,7 +5,6 @@ be killed for real.
 """
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -14,12 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import cpu_devices_env
 
 WORKER = Path(__file__).parent / "workers" / "train_worker.py"
 
 
 def run_worker(workdir, *args, devices=1, timeout=600):
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+    env = cpu_devices_env(devices)
     proc = subprocess.run([sys.executable, str(WORKER), str(workdir), *args], env=env,
                           capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -61,7 +61,7 @@ def test_exact_resume_after_sigkill(tmp_path):
     steps = ["--steps", "30", "--checkpoint-every", "5"]
     straight = run_worker(tmp_path / "straight", *steps)
     workdir = tmp_path / "killed"
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    env = cpu_devices_env(1)
     proc = subprocess.Popen([sys.executable, str(WORKER), str(workdir), *steps], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     metrics = workdir / "metrics.jsonl"

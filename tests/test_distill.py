@@ -44,7 +44,8 @@ def transfer_file(tmp_path_factory, movie_sentences):
 
 def make_config(teacher_dir, transfer_file, terms, **changes):
     config = ml_collections.ConfigDict()
-    config.teacher = ml_collections.ConfigDict(dict(name=str(teacher_dir), dtype="float32"))
+    config.teacher = ml_collections.ConfigDict(dict(name=str(teacher_dir), dtype="float32",
+                                                    scan_layers=False))
     config.model = defaults.model("tiny", overrides=STUDENT)
     config.task = ml_collections.ConfigDict(dict(name="", data_dir="", seed=0))
     config.data = ml_collections.ConfigDict(dict(transfer=str(transfer_file), vader_dir="",
@@ -82,6 +83,25 @@ def test_teacher_frozen_student_and_projections_trained(tmp_path, teacher_dir, t
     assert all(np.isfinite(r["loss"]) for r in rows) and rows[-1]["grad_norm"] > 0
     assert any("eval_hidden_mse_1" in r for r in metrics_rows(tmp_path / "run"))
     assert from_pretrained(tmp_path / "run" / "export", tokenizer=False).model.config.hidden_size == 32
+
+
+def test_a_scanned_teacher_distils_like_the_unrolled_one(tmp_path, teacher_dir, transfer_file):
+    """teacher.scan_layers changes how the teacher compiles, not what it computes: every term
+    (per-layer hidden states and attention maps included) gives the same losses."""
+    runs = {}
+    for scan in (False, True):
+        kd.run(make_config(teacher_dir, transfer_file, ALL_TERMS, **{
+            "teacher.scan_layers": scan, "trainer.num_steps": 2, "trainer.eval_every": 2}),
+            tmp_path / str(scan))
+        runs[scan] = metrics_rows(tmp_path / str(scan))
+    assert len(runs[True]) == len(runs[False]) == 3  # two training steps, one evaluation
+    compared = set()
+    for unrolled, scanned in zip(runs[False], runs[True]):
+        for name in unrolled:
+            if name not in ("tokens_per_sec", "mfu") and isinstance(unrolled[name], float):
+                np.testing.assert_allclose(scanned[name], unrolled[name], rtol=1e-5, err_msg=name)
+                compared.add(name)
+    assert {"loss", "eval_hidden_mse_1", "eval_attention_probs_kl_3"} <= compared, compared
 
 
 def test_teacher_bit_identical_after_training(tmp_path, teacher_dir, transfer_file):
@@ -211,7 +231,8 @@ def test_sentence_embedding_distillation_from_real_teacher(tmp_path, minilm_dir,
                             "data.buckets": (32, 48), "data.group_by_length": True,
                             "trainer.batch_size": 32,
                             "trainer.num_steps": 150, "trainer.eval_every": 75,
-                            "distill.held_out": 256, "model.overrides": {}})
+                            "distill.held_out": 256, "model.overrides": {},
+                            "teacher.scan_layers": True})
     kd.run(config, tmp_path / "emb")
     evals = [r["eval_embedding_cosine"] for r in metrics_rows(tmp_path / "emb")
              if "eval_embedding_cosine" in r]
@@ -235,7 +256,8 @@ def test_hidden_and_attention_distillation_from_real_teacher(tmp_path, minilm_di
                             "data.buckets": (32, 48), "data.group_by_length": True,
                             "trainer.batch_size": 32,
                             "trainer.num_steps": 80, "trainer.eval_every": 20,
-                            "distill.held_out": 256, "model.overrides": student})
+                            "distill.held_out": 256, "model.overrides": student,
+                            "teacher.scan_layers": True})
     kd.run(config, tmp_path / "layers")
     rows = [r for r in metrics_rows(tmp_path / "layers") if "eval_hidden_mse_0" in r]
     hidden = [r["eval_hidden_mse_0"] for r in rows]

@@ -89,7 +89,8 @@ def test_minilm_teacher_learns_the_task_and_teaches_a_student(tmp_path, minilm_d
            "trainer.eval_every": 1000, "distill.held_out": 256,
            "distill.cache": str(tmp_path / "teacher_logits.npz"),  # the teacher runs once
            "distill.student_init": "teacher_embeddings", "model.overrides": {},
-           "optimizer.lr": 1e-3, "task.name": "sentiment", "task.data_dir": str(vader_dir)})
+           "optimizer.lr": 1e-3, "task.name": "sentiment", "task.data_dir": str(vader_dir),
+           "teacher.scan_layers": True})
     result = kd.run(config_kd, tmp_path / "kd")
     # agreement on the held-out transfer texts, against always answering the teacher's majority
     held_out = [e.text_a for e in kd.transfer_examples(config_kd)[-256:]]

@@ -37,6 +37,7 @@ from distill.tasks.common import ModelSpec, atomic_output, plot_curves, prepare_
 from distill.tasks.finetune import derive_num_steps, dev_splits, load_splits
 from distill.trainer import Trainer
 from flaxbert.pretrained import from_pretrained, save_pretrained
+from flaxbert.params import stack_layers
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,9 @@ def run(config, workdir: str | Path) -> dict:
         raise ValueError(f"student vocab_size={student.config.vocab_size} differs from the "
                          f"teacher's {teacher_model.config.vocab_size}; they must share a vocab")
     student.initial_params = initial_student(config, student, teacher_model, teacher_params)
+    if config.teacher.get("scan_layers", False):  # one layer body to compile, not L
+        teacher_model = teacher_model.clone(scan_layers=True)
+        teacher_params = stack_layers(teacher_params)
     if raw_text:
         return _general(config, workdir, student, teacher_model, teacher_params, tokenizer)
 

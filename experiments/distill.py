@@ -50,6 +50,9 @@ is option (a): BERT-Mini (L4/H256/A4) that `distill pretrain` trains on that tex
   minilm            last-layer attention KL + value-relation KL (student with the teacher's heads).
 
     distill distill --config experiments/distill.py:distilbert --workdir runs/distilbert
+    distill pretrain --config experiments/pretrain.py:narrow_ib_bert --workdir runs/teacher_ib_bert \
+        --config.data.max_seq_length=64 --config.data.max_predictions_per_seq=10 \
+        --config.data.nsp=True --config.trainer.num_steps=1500     # the MobileBERT recipes' teacher
 
 Expected (measured 2026-12-03, 2 CPU cores; the teacher above reaches held-out MLM accuracy
 0.133 in 29 min): distilbert 0.139 held-out MLM accuracy after 600 steps (14 min);

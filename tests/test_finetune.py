@@ -25,7 +25,7 @@ def config(**changes):
     cfg.model.name = "tiny"
     cfg.model.overrides = SMALL
     cfg.trainer.update(dict(num_steps=12, batch_size=16, checkpoint_every=4, eval_every=6, log_every=1))
-    cfg.data.buckets = (32, 64)  # fewer shapes to compile; bucketing itself: test_buckets.py
+    cfg.data.buckets = (64,)  # one shape to compile; bucketing itself: test_buckets.py
     for key, value in changes.items():
         section, field = key.split(".")
         cfg[section][field] = value
@@ -55,11 +55,11 @@ def test_minilm_teacher_learns_the_task_and_teaches_a_student(tmp_path, minilm_d
     teacher is needed by both). The full-length figure — ≥ 83% dev after one epoch, 84.4
     measured — is the teacher row of `make demo`'s table (experiments/README.md).
 
-    1. all-MiniLM-L6-v2 on the VADER movie snippets, 40 steps of batch 32 (a sixth of an
+    1. all-MiniLM-L6-v2 on the VADER movie snippets, 30 steps of batch 32 (an eighth of an
        epoch), lr 2e-4, length 48, layers scanned: dev accuracy well above the 50% of either
        class.
     2. BERT-Tiny learns the fine-tuned teacher's soft labels (computed once: distill.cache) on
-       2,000 unlabelled VADER transfer texts: its held-out agreement with the teacher beats always
+       1,200 unlabelled VADER transfer texts: its held-out agreement with the teacher beats always
        answering the teacher's majority class. The student starts from the teacher's word
        embeddings projected to its width."""
     from test_distill import make_config
@@ -69,7 +69,7 @@ def test_minilm_teacher_learns_the_task_and_teaches_a_student(tmp_path, minilm_d
     from flaxbert.pretrained import from_pretrained
     from flaxbert.tokenization import Preprocessor
 
-    cfg = config(**{"trainer.num_steps": 40, "trainer.batch_size": 32, "trainer.eval_every": 1000,
+    cfg = config(**{"trainer.num_steps": 30, "trainer.batch_size": 32, "trainer.eval_every": 1000,
                     "trainer.checkpoint_every": 1000, "trainer.log_every": 20,
                     "data.max_seq_length": 48, "data.buckets": (48,)})
     cfg.model.name = str(minilm_dir)
@@ -77,11 +77,11 @@ def test_minilm_teacher_learns_the_task_and_teaches_a_student(tmp_path, minilm_d
     cfg.model.scan_layers = True  # one layer body to compile, not six (the same run otherwise)
     cfg.optimizer.lr = 2e-4
     teacher = finetune.run(cfg, tmp_path / "teacher")
-    print("MiniLM sentiment after 40 steps:", teacher)
+    print("MiniLM sentiment after 30 steps:", teacher)
     assert teacher["dev"]["acc"] >= 0.70
 
     transfer = tmp_path / "transfer.txt"
-    transfer.write_text("\n".join(task_data.vader_transfer_texts(vader_dir)[:2000]) + "\n")
+    transfer.write_text("\n".join(task_data.vader_transfer_texts(vader_dir)[:1200]) + "\n")
     config_kd = make_config(tmp_path / "teacher" / "best", transfer, [dict(
         feature="logits", loss="soft_ce", weight=1.0, temperature=1.0, t_squared=False)],
         **{"data.max_seq_length": 48, "data.buckets": (32, 48),

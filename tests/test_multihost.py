@@ -68,7 +68,6 @@ SINGLE, MULTI = "data=2,fsdp=4", "dcn_data=2,fsdp=4,data=1"
 STEPS = ["--steps", "8", "--checkpoint-every", "4", "--dropout", "0"]
 
 
-# Session scope: the suite measured this fixture built twice at module scope (~65 s each).
 @pytest.fixture(scope="session")
 def runs(tmp_path_factory):
     """Pre-training on both topologies: {name: (workdir, summary)}, checkpoints at steps 4 and 8."""

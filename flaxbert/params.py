@@ -27,7 +27,7 @@ def _boxed_init(model, rng):
 def init_params(model, rng: jax.Array | int = 0,
                 keep: Callable[[str], bool] | None = None) -> dict[str, Any]:
     """Random parameters (the config's initializers) as a plain, unboxed pytree. With `keep`, a
-    predicate on flattened names ("bert/embeddings/..."), only those are returned, and only they
+    predicate on flattened names ("backbone/embeddings/..."), only those are returned, and only they
     are computed (XLA drops the rest): a fresh head for a loaded model costs the head alone."""
     if isinstance(rng, int):
         rng = jax.random.PRNGKey(rng)

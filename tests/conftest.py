@@ -1,9 +1,11 @@
 """Shared fixtures: the real offline assets fetched by `make assets` (see shared/REFERENCES.md)."""
 
+import json
 import os
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 # Many tests compile the same small programs; a persistent compilation cache shares them
 # across tests and subprocesses (workers inherit the environment).
@@ -24,9 +26,30 @@ def cpu_devices_env(devices: int) -> dict[str, str]:
 
 
 def pytest_collection_modifyitems(items):
-    """The slow tail first: xdist hands out work in collection order, so the long tests (and the
-    multi-host group, one unit) start at once and the short ones fill in around them."""
+    """The slow tail first: xdist hands out work in collection order, so the long tests start at
+    once and the short ones fill in around them."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+@pytest.fixture(scope="session")
+def session_dir(tmp_path_factory, worker_id) -> Path:
+    """A folder every xdist worker of this session shares (each worker's basetemp is a child)."""
+    base = tmp_path_factory.getbasetemp()
+    return base if worker_id == "master" else base.parent
+
+
+def build_once(session_dir: Path, name: str, build):
+    """`(folder, build(folder))`, built by the first worker that asks while the others wait on a
+    file lock and read its JSON result: the expensive shared runs are made once per session, and
+    tests stay free to go to either worker."""
+    folder, result = session_dir / name, session_dir / f"{name}.json"
+    with FileLock(str(session_dir / f"{name}.lock")):
+        if not result.exists():
+            if folder.exists():
+                pytest.fail(f"building {folder} failed in an earlier test; see its error")
+            folder.mkdir()
+            result.write_text(json.dumps(build(folder)))
+    return folder, json.loads(result.read_text())
 
 
 ASSETS = Path(os.environ.get("FLAXBERT_ASSETS", Path.home() / ".cache/flaxbert/assets"))

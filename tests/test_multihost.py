@@ -15,10 +15,10 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import cpu_devices_env
+from conftest import build_once, cpu_devices_env
 from test_trainer import WORKER, losses, run_worker
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("multihost")]
+pytestmark = pytest.mark.slow
 
 
 def free_port() -> int:
@@ -69,11 +69,12 @@ STEPS = ["--steps", "8", "--checkpoint-every", "4", "--dropout", "0"]
 
 
 @pytest.fixture(scope="session")
-def runs(tmp_path_factory):
+def runs(session_dir):
     """Pre-training on both topologies: {name: (workdir, summary)}, checkpoints at steps 4 and 8."""
-    root = tmp_path_factory.mktemp("topologies")
-    return {"one": (root / "one", run_worker(root / "one", *STEPS, "--mesh", SINGLE, devices=8)),
-            "two": (root / "two", run_two_processes(root / "two", *STEPS, "--mesh", MULTI))}
+    root, summaries = build_once(session_dir, "topologies", lambda root: {
+        "one": run_worker(root / "one", *STEPS, "--mesh", SINGLE, devices=8),
+        "two": run_two_processes(root / "two", *STEPS, "--mesh", MULTI)})
+    return {name: (root / name, summary) for name, summary in summaries.items()}
 
 
 def test_two_processes_equal_one_process_with_eight_devices(runs):

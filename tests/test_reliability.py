@@ -17,19 +17,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import cpu_devices_env
+from conftest import build_once, cpu_devices_env
 from test_trainer import WORKER, losses, run_worker
 
 from distill.trainer import EXIT_PREEMPTED, state_checksums
 
-pytestmark = pytest.mark.xdist_group("reliability")
 STEPS = ["--steps", "12", "--checkpoint-every", "4"]
 
 
-@pytest.fixture(scope="module")
-def straight(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("straight")
-    return workdir, run_worker(workdir, *STEPS)
+@pytest.fixture(scope="session")
+def straight(session_dir):
+    return build_once(session_dir, "straight", lambda workdir: run_worker(workdir, *STEPS))
 
 
 def assert_same_run(summary, workdir, straight, from_step=0):

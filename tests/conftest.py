@@ -1,11 +1,10 @@
 """Shared fixtures: the real offline assets fetched by `make assets` (see shared/REFERENCES.md)."""
 
-import json
 import os
 from pathlib import Path
 
 import pytest
-from filelock import FileLock
+from helpers import FAST_COMPILE
 
 # Many tests compile the same small programs; a persistent compilation cache shares them
 # across tests and subprocesses (workers inherit the environment).
@@ -13,16 +12,7 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path.home() / ".cache/fla
 # Every program, however quick to compile: the worker subprocesses each compile dozens of
 # small ones (initializers, eager ops) that the others have compiled before.
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-# Compilation dominates the suite on 2 cores, and LLVM's expensive passes buy these small
-# programs little (measured: a compile-bound test 47 → 40 s, a 400-step training 74 → 69 s).
-FAST_COMPILE = "--xla_llvm_disable_expensive_passes=true"
-os.environ.setdefault("XLA_FLAGS", FAST_COMPILE)
-
-
-def cpu_devices_env(devices: int) -> dict[str, str]:
-    """The environment of a subprocess that sees `devices` CPU devices."""
-    return dict(os.environ,
-                XLA_FLAGS=f"{FAST_COMPILE} --xla_force_host_platform_device_count={devices}")
+os.environ.setdefault("XLA_FLAGS", FAST_COMPILE)  # LLVM's expensive passes off (helpers.py says why)
 
 
 def pytest_collection_modifyitems(items):
@@ -36,20 +26,6 @@ def session_dir(tmp_path_factory, worker_id) -> Path:
     """A folder every xdist worker of this session shares (each worker's basetemp is a child)."""
     base = tmp_path_factory.getbasetemp()
     return base if worker_id == "master" else base.parent
-
-
-def build_once(session_dir: Path, name: str, build):
-    """`(folder, build(folder))`, built by the first worker that asks while the others wait on a
-    file lock and read its JSON result: the expensive shared runs are made once per session, and
-    tests stay free to go to either worker."""
-    folder, result = session_dir / name, session_dir / f"{name}.json"
-    with FileLock(str(session_dir / f"{name}.lock")):
-        if not result.exists():
-            if folder.exists():
-                pytest.fail(f"building {folder} failed in an earlier test; see its error")
-            folder.mkdir()
-            result.write_text(json.dumps(build(folder)))
-    return folder, json.loads(result.read_text())
 
 
 ASSETS = Path(os.environ.get("FLAXBERT_ASSETS", Path.home() / ".cache/flaxbert/assets"))

@@ -12,7 +12,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-from conftest import cpu_devices_env
+from helpers import cpu_devices_env
 from jax.sharding import PartitionSpec as P
 
 from flaxbert.partitioning import activation_rules, constrain, fit_spec

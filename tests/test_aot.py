@@ -9,7 +9,7 @@ import sys
 import jax
 import numpy as np
 import pytest
-from conftest import cpu_devices_env
+from helpers import cpu_devices_env
 
 from flaxbert import Model, abstract_params, get_config
 

@@ -15,7 +15,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import build_once, cpu_devices_env
+from helpers import build_once, cpu_devices_env
 from test_trainer import WORKER, losses, run_worker
 
 pytestmark = pytest.mark.slow

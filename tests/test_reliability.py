@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import build_once, cpu_devices_env
+from helpers import build_once, cpu_devices_env
 from test_trainer import WORKER, losses, run_worker
 
 from distill.trainer import EXIT_PREEMPTED, state_checksums

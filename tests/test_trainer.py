@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import cpu_devices_env
+from helpers import cpu_devices_env
 
 WORKER = Path(__file__).parent / "workers" / "train_worker.py"
 

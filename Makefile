@@ -18,9 +18,10 @@ assets: install
 	PYTHON=$(PY) tools/fetch_assets.sh
 
 # Two workers: most tests are bound by single-threaded compilation and Python, not by XLA's
-# thread pool, so both cores stay busy. Expensive shared runs are built once (conftest.build_once).
+# thread pool, so both cores stay busy; a worker that runs out steals queued tests from the other.
+# Expensive shared runs are built once (helpers.build_once).
 test: install assets
-	$(PY) -m pytest -q -n 2 --durations=25 tests
+	$(PY) -m pytest -q -n 2 --dist worksteal --durations=25 tests
 
 test-fast: install assets
 	$(PY) -m pytest -q -m "not slow" tests

@@ -4,7 +4,8 @@ import os
 from pathlib import Path
 
 import pytest
-from helpers import FAST_COMPILE
+from helpers import (DISTILL_STEPS, FAST_COMPILE, SINGLE, STEPS, MULTI, build_once, run_worker,
+                     start_two_processes, start_worker, summary_of)
 
 # Many tests compile the same small programs; a persistent compilation cache shares them
 # across tests and subprocesses (workers inherit the environment).
@@ -26,6 +27,32 @@ def session_dir(tmp_path_factory, worker_id) -> Path:
     """A folder every xdist worker of this session shares (each worker's basetemp is a child)."""
     base = tmp_path_factory.getbasetemp()
     return base if worker_id == "master" else base.parent
+
+
+@pytest.fixture(scope="session")
+def topology_runs(session_dir):
+    """The same pre-training in one process with 8 devices (data=2 × fsdp=4) and in two
+    `jax.distributed` processes with 4 each: {"one"|"two": (workdir, summary)}, checkpoints at
+    steps 4 and 8 (tests/test_multihost.py, and tests/test_trainer.py's mesh check)."""
+    def build(root):  # both at once: three processes keep the cores busy while others wait
+        one = start_worker(root / "one", *STEPS, "--mesh", SINGLE, devices=8)
+        try:
+            two = summary_of(start_two_processes(root / "two", *STEPS, "--mesh", MULTI))
+        finally:
+            one_summary = summary_of([one])
+        return {"one": one_summary, "two": two}
+
+    root, summaries = build_once(session_dir, "topologies", build)
+    assert summaries["two"]["processes"] == 2 and summaries["two"]["devices"] == 8
+    return {name: (root / name, summary) for name, summary in summaries.items()}
+
+
+@pytest.fixture(scope="session")
+def sharded_distill_run(session_dir):
+    """Distillation on 8 devices (data=2 × fsdp=4): (workdir, summary), for the one-device and the
+    two-process comparisons."""
+    return build_once(session_dir, "sharded_distill", lambda workdir: run_worker(
+        workdir, *DISTILL_STEPS, "--mesh", SINGLE, devices=8))
 
 
 ASSETS = Path(os.environ.get("FLAXBERT_ASSETS", Path.home() / ".cache/flaxbert/assets"))

@@ -2,8 +2,12 @@
 
 import json
 import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from filelock import FileLock
 
@@ -30,3 +34,67 @@ def build_once(session_dir: Path, name: str, build):
             folder.mkdir()
             result.write_text(json.dumps(build(folder)))
     return folder, json.loads(result.read_text())
+
+
+# --- the training worker (tests/workers/train_worker.py), one process or two --------------------
+WORKER = Path(__file__).parent / "workers" / "train_worker.py"
+# The two processes split the data axis across hosts (dcn_data=2, the multi-slice layout) and
+# shard parameters over the 4 devices within each (fsdp=4); one process uses data=2 × fsdp=4.
+SINGLE, MULTI = "data=2,fsdp=4", "dcn_data=2,fsdp=4,data=1"
+STEPS = ["--steps", "8", "--checkpoint-every", "4", "--dropout", "0"]  # the topology runs'
+DISTILL_STEPS = ["--steps", "6", "--dropout", "0", "--distill"]
+
+
+def start_worker(workdir, *args, devices=1):
+    return subprocess.Popen([sys.executable, str(WORKER), str(workdir), *args],
+                            env=cpu_devices_env(devices), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def start_two_processes(workdir, *args):
+    """Two worker processes with 4 CPU devices each, joined on a free local port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{s.getsockname()[1]}"
+    return [subprocess.Popen([sys.executable, str(WORKER), str(workdir), *args,
+                              "--coordinator", address, "--num-processes", "2",
+                              "--process-id", str(rank)],
+                             env=cpu_devices_env(4), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+            for rank in range(2)]
+
+
+def summary_of(procs, timeout=600) -> dict:
+    """The first process's JSON summary, once every process has exited cleanly."""
+    outputs = []
+    try:
+        for proc in procs:
+            out, err = proc.communicate(timeout=timeout)
+            assert proc.returncode == 0, err[-3000:]
+            outputs.append(out)
+    finally:
+        for proc in procs:
+            proc.kill()
+    return json.loads(outputs[0].strip().splitlines()[-1])
+
+
+def run_worker(workdir, *args, devices=1, timeout=600) -> dict:
+    return summary_of([start_worker(workdir, *args, devices=devices)], timeout)
+
+
+def run_two_processes(workdir, *args, timeout=600) -> dict:
+    """Two processes with 4 CPU devices each; returns process 0's JSON summary."""
+    summary = summary_of(start_two_processes(workdir, *args), timeout)
+    assert summary["processes"] == 2 and summary["devices"] == 8
+    return summary
+
+
+def losses(summary):
+    return np.array([summary["losses"][str(s)] for s in sorted(map(int, summary["losses"]))])
+
+
+def assert_same_params(dir_a, dir_b, atol):
+    a, b = np.load(dir_a / "final_params.npz"), np.load(dir_b / "final_params.npz")
+    assert a.files == b.files
+    for name in a.files:
+        np.testing.assert_allclose(b[name], a[name], atol=atol, rtol=0, err_msg=name)

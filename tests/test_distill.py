@@ -353,12 +353,11 @@ def test_progressive_transfer_survives_a_resume_mid_stage(tmp_path, teacher_dir,
 
 
 @pytest.mark.slow
-def test_sharded_distillation_matches_single_device(tmp_path):
-    from test_trainer import losses, run_worker
+def test_sharded_distillation_matches_single_device(tmp_path, sharded_distill_run):
+    from helpers import DISTILL_STEPS, losses, run_worker
 
-    single = run_worker(tmp_path / "single", "--steps", "10", "--dropout", "0", "--distill")
-    sharded = run_worker(tmp_path / "sharded", "--steps", "10", "--dropout", "0", "--distill",
-                         "--mesh", "data=2,fsdp=4", devices=8)
+    single = run_worker(tmp_path / "single", *DISTILL_STEPS)
+    _, sharded = sharded_distill_run
     assert sharded["devices"] == 8 and sharded["kernel_shard_shape"] == [32, 512]
     np.testing.assert_allclose(losses(sharded), losses(single), atol=1e-4, rtol=0)
 

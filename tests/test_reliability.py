@@ -17,8 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import build_once, cpu_devices_env
-from test_trainer import WORKER, losses, run_worker
+from helpers import WORKER, build_once, cpu_devices_env, losses, run_worker
 
 from distill.trainer import EXIT_PREEMPTED, state_checksums
 

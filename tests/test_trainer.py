@@ -4,40 +4,25 @@ Each run is a separate process (tests/workers/train_worker.py) so it can pick it
 be killed for real.
 """
 
-import json
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import cpu_devices_env
-
-WORKER = Path(__file__).parent / "workers" / "train_worker.py"
-
-
-def run_worker(workdir, *args, devices=1, timeout=600):
-    env = cpu_devices_env(devices)
-    proc = subprocess.run([sys.executable, str(WORKER), str(workdir), *args], env=env,
-                          capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def losses(summary):
-    return np.array([summary["losses"][str(s)] for s in sorted(map(int, summary["losses"]))])
+from helpers import SINGLE, STEPS, WORKER, cpu_devices_env, losses, run_worker
 
 
 @pytest.mark.slow
-def test_meshes_match_single_device(tmp_path):
+def test_meshes_match_single_device(tmp_path, topology_runs):
     """(data=8 alone, and tensor=8 / fsdp=8: tests/test_activation_sharding.py)"""
-    base = run_worker(tmp_path / "single", "--steps", "10", "--dropout", "0")
-    assert len(base["losses"]) == 10 and base["devices"] == 1
-    for mesh in ("data=2,fsdp=4", "data=2,tensor=4"):
-        got = run_worker(tmp_path / mesh.replace(",", "_"), "--steps", "10", "--dropout", "0",
-                         "--mesh", mesh, devices=8)
+    base = run_worker(tmp_path / "single", *STEPS)
+    assert len(base["losses"]) == 8 and base["devices"] == 1
+    runs = {SINGLE: topology_runs["one"][1],
+            "data=2,tensor=4": run_worker(tmp_path / "tensor", *STEPS, "--mesh", "data=2,tensor=4",
+                                          devices=8)}
+    for mesh, got in runs.items():
         assert got["devices"] == 8
         np.testing.assert_allclose(losses(got), losses(base), atol=1e-4, rtol=0, err_msg=mesh)
         # the intermediate kernel [128, 512] ('embed', 'mlp') really is split over the mesh

@@ -236,6 +236,8 @@ def main(argv: list[str] | None = None) -> None:
                                  TrainingDiverged)
     try:  # before anything is built or written
         common.check_workdir(flags_.workdir, config if program in TRAINING else None)
+        if "model" in config:
+            common.check_model_overrides(config.model)
     except ValueError as e:
         raise SystemExit(f"distill {program}: {e}") from None
     from distill import distributed

@@ -25,6 +25,10 @@ MATRIX = [
      "missing.py"),
     (["distill", "pretrain", "--config={pretrain}:tiny"], None,
      "--config and --workdir are required"),
+    (["distill", "pretrain", *TINY, "--config.model.name={minilm}",
+      "--config.model.overrides={{'hidden_size': 64, 'hidden_dropout_prob': 0.0}}"], None,
+     "model.name={minilm} is a weights folder, whose architecture is fixed (hidden_size=384 "
+     "there, 64 asked); only hidden_dropout_prob"),
     # work directories
     (["distill", "pretrain", "--config={pretrain}:tiny", "--workdir={tmp}/a_file"], "a_file",
      "--workdir {tmp}/a_file is an existing file"),

@@ -41,14 +41,16 @@ class ModelSpec:
         name = model_cfg.name
         self.initial_params = None
         self.tokenizer = None
+        overrides = dict(model_cfg.get("overrides", {}) or {})
         if Path(name).is_dir():
             loaded = from_pretrained(name, heads=self.heads, num_labels=num_labels, dtype=compute,
                                      tokenizer=True)
             self.model, self.initial_params, self.tokenizer = loaded
-            self.config = self.model.config
+            self.config = self.model.config.replace(**_dropout_overrides(name, self.model.config,
+                                                                         overrides))
+            self.model = self.model.clone(config=self.config)
         else:
             config = load_config(name) if name.endswith(".json") else get_config(name)
-            overrides = dict(model_cfg.get("overrides", {}) or {})
             if vocab_size is not None and config.vocab_size != vocab_size:
                 overrides.setdefault("vocab_size", vocab_size)
             self.config = config.replace(**overrides) if overrides else config
@@ -73,6 +75,33 @@ class ModelSpec:
     def boxed(self, params):
         """Loaded arrays wrapped with the model's logical axis names."""
         return box(params, self.axes())
+
+
+DROPOUT_FIELDS = ("hidden_dropout_prob", "attention_probs_dropout_prob")
+
+
+def _dropout_overrides(folder: str, config, overrides: dict) -> dict:
+    """The overrides a loaded model can take: dropout rates. Anything else must equal the
+    checkpoint's value — its weights fix the architecture, and ignoring the request would train
+    a different model than the config says."""
+    differ = {key: value for key, value in overrides.items()
+              if key not in DROPOUT_FIELDS and getattr(config, key, None) != value}
+    if differ:
+        there = ", ".join(f"{key}={getattr(config, key, None)!r} there, {value!r} asked"
+                          for key, value in differ.items())
+        raise ValueError(f"config.model.overrides: model.name={folder} is a weights folder, whose "
+                         f"architecture is fixed ({there}); only {', '.join(DROPOUT_FIELDS)} may "
+                         "be overridden — drop the others or start from a preset name")
+    return {key: value for key, value in overrides.items() if key in DROPOUT_FIELDS}
+
+
+def check_model_overrides(model_cfg) -> None:
+    """`_dropout_overrides`' check before anything is built or written, for a weights folder in
+    the HF layout (its config.json is cheap to read; other formats are checked as they load)."""
+    folder = Path(str(model_cfg.get("name", "")))
+    overrides = dict(model_cfg.get("overrides", {}) or {})
+    if overrides and (folder / "config.json").is_file():
+        _dropout_overrides(str(folder), load_config(folder / "config.json"), overrides)
 
 
 def box(params, specs):

@@ -30,6 +30,7 @@ from distill.layer_maps import layer_pairs
 from distill.tasks.common import ModelSpec
 from distill.tasks.pretrain import masked_lm_terms
 from flaxbert.params import logical_axes
+from flaxbert.partitioning import constrain
 
 LOSSES = {
     "logits": ("soft_ce", "kl", "mse", "hard"),
@@ -179,8 +180,9 @@ class DistillTask:
         out = {}
         for i, (name, (d_in, d_out)) in enumerate(sorted(self.projections.items())):
             kernel = init(jax.random.fold_in(rng, i), (d_in, d_out), jnp.float32)
-            out[name] = {"kernel": nn.LogicallyPartitioned(kernel, ("embed", None)),
-                         "bias": nn.LogicallyPartitioned(jnp.zeros(d_out), (None,))}
+            # column-parallel over tensor, like the MLM transform: each device projects its share
+            out[name] = {"kernel": nn.LogicallyPartitioned(kernel, ("embed", "embed_out")),
+                         "bias": nn.LogicallyPartitioned(jnp.zeros(d_out), ("embed_out",))}
         return out
 
     def init_params(self, rng):
@@ -232,7 +234,10 @@ class DistillTask:
         if name not in self.projections:
             return x
         p = params["projections"][name]
-        return x @ p["kernel"].astype(x.dtype) + p["bias"].astype(x.dtype)
+        y = x @ p["kernel"].astype(x.dtype) + p["bias"].astype(x.dtype)
+        # split over tensor even where the kernel cannot be (a width 8 does not divide): the
+        # layer outputs are whole on every tensor device, so a whole projection repeats there
+        return constrain(y, ("batch",) + ("length",) * (y.ndim - 2) + ("embed_out",))
 
     def term_losses(self, params, s_out, t_out, batch, step=None, per_layer=None):
         """Each term's value (a mean over its valid elements) on one batch. Layered terms average

@@ -133,7 +133,7 @@ def make_train_step(task, tx: optax.GradientTransformation, schedule, grad_accum
             updates = jax.tree_util.tree_map(jnp.multiply, updates,
                                              task.update_mask(state.step, state.params))
         params = optax.apply_updates(state.params, updates)
-        metrics = {**metrics, "grad_norm": optax.global_norm(grads),
+        metrics = {**metrics, "grad_norm": optax.tree.norm(grads),
                    "learning_rate": schedule(state.step)}
         return TrainState(state.step + 1, params, opt_state, rng), metrics
 

@@ -15,8 +15,11 @@ task, 8,456 / 1,056 / 1,056):
            lrs × 4 epochs; cut for the 20-minute budget — measured 2026-12-03, the first demo
            with 1,200 steps, 2 lrs and 2 distillation epochs took 31.5 minutes from a fresh clone).
   replica  the measurement: three seeds, the paper's grid (3e-4, 1e-4, 5e-5, 3e-5) × 4 epochs,
-           10,000 pre-training steps (PT+FT also from the 2,500 and 5,000-step checkpoints: the
-           pre-training curve), the whole 64k-sentence transfer set. Hours on 2 CPU cores.
+           5,000 pre-training steps × 32 packed 128-token rows (PT+FT also from the 2,500-step
+           checkpoint: the pre-training curve), the whole 64k-sentence transfer set, 2 epochs of
+           distillation. About 2 hours on 2 CPU cores with the pre-training run beside the
+           scratch / distil-from-scratch stages; a longer pre-training is
+           `--config.pretrain.trainer.num_steps=N` (N a multiple of its eval_every, 1,250).
   full     the paper's sizes (tiny … medium) on GLUE with your own data (experiments/README.md).
 
     distill recipe --config experiments/recipe.py:demo --workdir runs/demo
@@ -64,7 +67,7 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
         # demo: one lr of the grid (3e-4), 2 epochs, to stay within 20 minutes on 2 cores
         learning_rates=PAPER_LRS[:1] if demo else PAPER_LRS,
         # earlier pre-training checkpoints plain fine-tuning also starts from (the curve)
-        pretrain_checkpoints=(2500, 5000) if replica else (),
+        pretrain_checkpoints=(2500,) if replica else (),
     ))
     config.teacher_finetune = _experiment("finetune", "sentiment")
     config.teacher_finetune.trainer.num_epochs = 1 if arg != "full" else 2
@@ -72,7 +75,7 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
     config.student_finetune.optimizer.lr = 1e-4     # used only with an empty learning_rates grid
     config.student_finetune.trainer.num_epochs = 2 if demo else 4
     config.pretrain = _experiment("pretrain", "tiny,corpora" if arg != "full" else "tiny")
-    config.pretrain.trainer.num_steps = {"demo": 300, "replica": 10000, "full": 20000}[arg]
+    config.pretrain.trainer.num_steps = {"demo": 300, "replica": 5000, "full": 20000}[arg]
     config.pretrain.trainer.eval_every = {"demo": 300, "replica": 1250, "full": 2000}[arg]
     config.pretrain.trainer.checkpoint_every = config.pretrain.trainer.eval_every
     config.pretrain.trainer.keep_checkpoints = 10 if replica else 2

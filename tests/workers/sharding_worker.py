@@ -1,6 +1,8 @@
 """Compiles and runs a small BERT MLM train step on each of several meshes in its own process (so
 a test picks the device count with XLA_FLAGS and reads XLA's warnings on stderr), and prints one
-JSON line: per mesh, the AOT report (per-device FLOPs and memory) and the losses of a few steps.
+JSON line: per mesh, the AOT report (per-device FLOPs and memory) and the losses of a few steps;
+with --distil_meshes also the per-device FLOPs of a hidden-state distillation step whose student
+is narrower than its teacher (TinyBERT's learned projection).
 
     XLA_FLAGS=--xla_force_host_platform_device_count=8 \\
         python tests/workers/sharding_worker.py --meshes "data=8;tensor=8;fsdp=8;data=2,tensor=4"
@@ -9,14 +11,16 @@ Every mesh trains the same model from the same seed on the same batches, so the 
 """
 
 import argparse
+import importlib.util
 import json
 import tempfile
+from pathlib import Path
 
 import ml_collections
 import numpy as np
 
 from distill import defaults
-from distill.tasks.aot import batch_spec
+from distill.tasks.aot import batch_spec, build_task
 from distill.tasks.common import ModelSpec
 from distill.tasks.pretrain import MaskedLMTask
 from distill.trainer import Trainer
@@ -28,17 +32,40 @@ MODEL = dict(vocab_size=512, hidden_size=128, num_hidden_layers=2, num_attention
 BATCH, SEQ, PREDICTIONS = 16, 32, 5
 
 
+def mesh_config(mesh: str) -> ml_collections.ConfigDict:
+    config = defaults.mesh(**{k: int(v) for k, v in (p.split("=") for p in mesh.split(","))})
+    if "data" not in mesh:
+        config.data = 1
+    return config
+
+
 def config(mesh: str) -> ml_collections.ConfigDict:
     cfg = ml_collections.ConfigDict()
     cfg.model = defaults.model("tiny", overrides=MODEL)
     cfg.trainer = defaults.trainer(batch_size=BATCH, num_steps=10)
     cfg.optimizer = defaults.optimizer(lr=1e-3, warmup_fraction=0.0)
-    cfg.mesh = defaults.mesh(**{k: int(v) for k, v in (p.split("=") for p in mesh.split(","))})
-    if "data" not in mesh:
-        cfg.mesh.data = 1
+    cfg.mesh = mesh_config(mesh)
     cfg.data = ml_collections.ConfigDict(dict(max_seq_length=SEQ,
                                               max_predictions_per_seq=PREDICTIONS))
     return cfg
+
+
+def distil_flops(mesh: str, workdir: str) -> float:
+    """Per-device FLOPs of experiments/distill.py:tinybert's step, teacher twice the student's
+    width (a 128 → 256 projection per layer pair)."""
+    path = Path(__file__).parents[2] / "experiments" / "distill.py"
+    spec = importlib.util.spec_from_file_location("distill_experiments", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    cfg = module.get_config("tinybert")
+    teacher = Path(workdir) / "teacher.json"
+    teacher.write_text(json.dumps(dict(MODEL, hidden_size=256, intermediate_size=1024,
+                                       model_type="bert")))
+    cfg.teacher.name = str(teacher)
+    cfg.model = defaults.model("tiny", overrides=MODEL)
+    cfg.data.max_seq_length, cfg.trainer.batch_size, cfg.trainer.num_steps = 2 * SEQ, BATCH, 1
+    cfg.mesh = mesh_config(mesh)
+    return Trainer(build_task(cfg), cfg, workdir).memory_report(batch_spec(cfg))["flops"]
 
 
 def batches(count: int):
@@ -84,8 +111,13 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--meshes", default="data=1")
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--distil_meshes", default="")
     args = parser.parse_args()
-    print(json.dumps({mesh: run(mesh, args.steps) for mesh in args.meshes.split(";")}))
+    reports = {mesh: run(mesh, args.steps) for mesh in args.meshes.split(";")}
+    for mesh in filter(None, args.distil_meshes.split(";")):
+        with tempfile.TemporaryDirectory() as workdir:
+            reports[mesh]["distil_flops"] = distil_flops(mesh, workdir)
+    print(json.dumps(reports))
 
 
 if __name__ == "__main__":

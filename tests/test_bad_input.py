@@ -125,3 +125,18 @@ def test_refused_workdir_lists_every_differing_field_and_the_resumable_ones(tmp_
     assert changes == {"mesh.fsdp": (1, 2), "trainer.eval_every": (500, 7),
                        "trainer.num_steps": (2000, 5000)}
     assert json.loads((tmp_path / "run" / "config.json").read_text())["model"]["name"] == "tiny"
+
+
+def test_a_finished_recipe_may_grow_its_seeds_methods_and_curve_points_but_not_its_grid(tmp_path):
+    from distill.cli import _load_experiment
+    from distill.tasks.common import check_workdir, prepare_workdir
+
+    run = prepare_workdir(tmp_path / "run", _load_experiment(f"{EXPERIMENTS / 'recipe.py'}:demo"))
+    grown = _load_experiment(f"{EXPERIMENTS / 'recipe.py'}:demo")
+    grown.recipe.seeds, grown.recipe.pretrain_checkpoints = (0, 1, 2), (150,)
+    grown.recipe.methods = ("scratch", "pt_ft")
+    assert set(check_workdir(run, grown)) == {"recipe.seeds", "recipe.pretrain_checkpoints",
+                                              "recipe.methods"}
+    grown.recipe.learning_rates = (1e-4,)  # the stages already run were picked on another grid
+    with pytest.raises(ValueError, match="recipe.learning_rates"):
+        check_workdir(run, grown)

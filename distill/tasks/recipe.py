@@ -163,13 +163,16 @@ def run(config, workdir: str | Path) -> dict:
                 results["pd"]["mlm_accuracy"] = pretrained["eval_mlm_accuracy"]
             for method, result in results.items():
                 rows.append(row(method, student, seed, DESCRIPTIONS[method], result))
-            # the pre-training curve: plain fine-tuning from earlier checkpoints of the same run
-            for step in r.pretrain_checkpoints:
-                if "pt_ft" not in r.methods or step >= pretrained["steps"]:
-                    continue
-                export = export_pretraining_checkpoint(pt_config, pt_workdir, step)
-                result = tuned_finetune(workdir, f"pt_ft_step{step}_{tag}", derived(
-                    student_ft, **{"model.name": str(export)}), grid)
+        # the pre-training curve: plain fine-tuning from earlier checkpoints of the same run,
+        # after every seed's headline methods (the curve points may be added to a finished run)
+        for step in r.pretrain_checkpoints:
+            if "pt_ft" not in r.methods or step >= pretrained["steps"]:
+                continue
+            export = export_pretraining_checkpoint(pt_config, pt_workdir, step)
+            for seed in r.seeds:
+                result = tuned_finetune(workdir, f"pt_ft_step{step}_{student}_seed{seed}", derived(
+                    config.student_finetune, **{"trainer.seed": seed, "model.name": str(export)}),
+                    grid)
                 result["pretrain_steps"] = step
                 result["mlm_accuracy"] = pretraining_mlm_accuracy(pt_workdir, step)
                 rows.append(row("pt_ft", student, seed, DESCRIPTIONS["pt_ft"], result))

@@ -70,13 +70,19 @@ def teacher_logits(teacher_model, teacher_params, features: dict[str, np.ndarray
                    batch_size: int) -> np.ndarray:
     """The teacher's classifier logits over `features`, in file order (unsharded, whole batches
     in every process)."""
-    from distill.data.features import eval_batches, in_file_order
+    from distill.data.features import eval_batches, in_file_order, num_examples
+    from distill.trainer import progress_bar
 
     apply = jax.jit(lambda p, b: teacher_model.apply(
         {"params": p}, b["input_word_ids"], b["input_mask"], b["input_type_ids"])["logits"])
     batches = eval_batches(features, batch_size, process_index=0, process_count=1)
-    return in_file_order([{"logits": np.asarray(apply(teacher_params, b))} for b in batches],
-                         "logits", features, batch_size)
+    outputs = []
+    with progress_bar(-(-num_examples(features) // batch_size), "teacher logits",
+                      unit="batch") as bar:
+        for batch in batches:
+            outputs.append({"logits": np.asarray(apply(teacher_params, batch))})
+            bar.update()
+    return in_file_order(outputs, "logits", features, batch_size)
 
 
 # --- the top-k MLM-logit cache for general distillation ------------------------------------------
@@ -132,17 +138,22 @@ class TopKCache:
         """Runs `teacher_step(batch) -> {field: [B, ...]}` over `batches` and stores each row
         with its teacher outputs. Shards already on disk (a killed earlier run, same fingerprint)
         are kept and their batches skipped without running the teacher."""
+        from distill.trainer import progress_bar
+
         self.dir.mkdir(parents=True, exist_ok=True)
         self.stamp.write_text(self.print_)
         shards, pending, rows = [], [], 0
+        bar = progress_bar(None, f"teacher top-k ({self.dir.name})", unit="batch")
         for batch in batches:
             folder = self.dir / f"p{self.process:03d}-{len(shards):05d}"
             if not (folder / "rows").exists():
                 pending.append({**batch, **teacher_step(batch)})
             rows += len(batch["input_word_ids"])
+            bar.update()
             if rows >= rows_per_shard:
                 shards.append(self._flush(folder, pending, rows))
                 pending, rows = [], 0
+        bar.close()
         if rows:
             shards.append(self._flush(self.dir / f"p{self.process:03d}-{len(shards):05d}",
                                       pending, rows))

@@ -444,7 +444,7 @@ class Trainer:
         if resumed:
             log.info("resumed from %s at step %d", self.checkpoints.directory, start)
         flops_per_token = self._flops_per_token()
-        progress = _progress(start, tcfg.num_steps, self.workdir.name)
+        progress = progress_bar(tcfg.num_steps, self.workdir.name, start)
         last_time, tokens = time.perf_counter(), 0  # token slots since the last log line
         stop = StopRequest()
         try:
@@ -587,9 +587,10 @@ class StopRequest:
         return self.signum is not None
 
 
-def _progress(start: int, total: int, name: str):
+def progress_bar(total: int | None, name: str, start: int = 0, unit: str = "step"):
+    """The console's progress bar for one stage (process 0 only); `total=None` counts up."""
     from tqdm.auto import tqdm
-    return tqdm(total=total, initial=start, desc=name, unit="step",
+    return tqdm(total=total, initial=start, desc=name, unit=unit,
                 disable=jax.process_index() != 0, dynamic_ncols=True)
 
 

@@ -235,8 +235,8 @@ class DistillTask:
             return x
         p = params["projections"][name]
         y = x @ p["kernel"].astype(x.dtype) + p["bias"].astype(x.dtype)
-        # split over tensor even where the kernel cannot be (a width 8 does not divide): the
-        # layer outputs are whole on every tensor device, so a whole projection repeats there
+        # split over tensor even where the kernel cannot be (a width tensor does not divide):
+        # the layer outputs are whole on every tensor device, so a whole projection repeats there
         return constrain(y, ("batch",) + ("length",) * (y.ndim - 2) + ("embed_out",))
 
     def term_losses(self, params, s_out, t_out, batch, step=None, per_layer=None):

@@ -143,17 +143,16 @@ class TopKCache:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.stamp.write_text(self.print_)
         shards, pending, rows = [], [], 0
-        bar = progress_bar(None, f"teacher top-k ({self.dir.name})", unit="batch")
-        for batch in batches:
-            folder = self.dir / f"p{self.process:03d}-{len(shards):05d}"
-            if not (folder / "rows").exists():
-                pending.append({**batch, **teacher_step(batch)})
-            rows += len(batch["input_word_ids"])
-            bar.update()
-            if rows >= rows_per_shard:
-                shards.append(self._flush(folder, pending, rows))
-                pending, rows = [], 0
-        bar.close()
+        with progress_bar(None, f"teacher top-k ({self.dir.name})", unit="batch") as bar:
+            for batch in batches:
+                folder = self.dir / f"p{self.process:03d}-{len(shards):05d}"
+                if not (folder / "rows").exists():
+                    pending.append({**batch, **teacher_step(batch)})
+                rows += len(batch["input_word_ids"])
+                bar.update()
+                if rows >= rows_per_shard:
+                    shards.append(self._flush(folder, pending, rows))
+                    pending, rows = [], 0
         if rows:
             shards.append(self._flush(self.dir / f"p{self.process:03d}-{len(shards):05d}",
                                       pending, rows))

@@ -235,8 +235,11 @@ class DistillTask:
             return x
         p = params["projections"][name]
         y = x @ p["kernel"].astype(x.dtype) + p["bias"].astype(x.dtype)
-        # split over tensor even where the kernel cannot be (a width tensor does not divide):
-        # the layer outputs are whole on every tensor device, so a whole projection repeats there
+        # computed where its input lives: a layer output's sequence shard (sequence parallelism
+        # over tensor), a pooled embedding's units split over tensor; whole, it would repeat on
+        # every tensor device
+        if y.ndim == 3:
+            return constrain(y, ("batch", "act_length", "act_embed"))
         return constrain(y, ("batch",) + ("length",) * (y.ndim - 2) + ("embed_out",))
 
     def term_losses(self, params, s_out, t_out, batch, step=None, per_layer=None):

@@ -6,8 +6,8 @@ parameters and optimizer state sharded, ZeRO-3 style) and `tensor` (Megatron-sty
 
 Activations follow the same table: the trainer traces its steps under `traced_in_rules`, where the
 models' hints (`flaxbert.partitioning.constrain`) split the batch over data × fsdp, attention heads
-and the MLP's hidden units over tensor, and keep each layer's output whole over tensor (one
-all-gather / reduce-scatter pair per Megatron block).
+and the MLP's hidden units over tensor, and split the sequence of each layer's output over tensor
+(sequence parallelism: one all-gather / reduce-scatter pair per Megatron block).
 """
 
 from __future__ import annotations
@@ -32,6 +32,10 @@ LOGICAL_RULES: tuple[tuple[str, Any], ...] = (
     # activations only (the names below serve parameters and activations alike)
     ("batch", ("data", "fsdp")),
     ("length", None),
+    # the residual stream between blocks: its sequence split over tensor (Megatron's sequence
+    # parallelism), so layer norms, dropout and the saved activations are not repeated on every
+    # tensor device; each block gathers it once and reduce-scatters its output
+    ("act_length", "tensor"),
     ("act_embed", None),
     ("vocab", "tensor"),
     ("embed", "fsdp"),

@@ -204,7 +204,7 @@ class BertLayer(nn.Module):
         h = activation(cfg.hidden_act)(constrain(h, ("batch", "length", "mlp")))
         h = dense(cfg.hidden_size, ("mlp", "embed"), cfg, dt, pdt, "output")(h)
         x = layer_norm(cfg, dt, pdt, "output_norm")(x + drop(h, deterministic=deterministic))
-        x = constrain(x, ("batch", "length", "act_embed"))
+        x = constrain(x, ("batch", "act_length", "act_embed"))
         return x, (x, extras)
 
 
@@ -283,7 +283,7 @@ class BertBackbone(nn.Module):
         input_mask, input_type_ids = check_inputs(self.config, input_word_ids, input_mask,
                                                   input_type_ids)
         x = self.embeddings(input_word_ids, input_type_ids, deterministic, input_positions)
-        x = constrain(x, ("batch", "length", "act_embed"))
+        x = constrain(x, ("batch", "act_length", "act_embed"))
         mask = attention_mask(input_mask, packed=input_positions is not None)
         outputs, attention = run_layers(self.layers, x, mask, deterministic, output_attentions)
         sequence_output = outputs[-1] if outputs else x

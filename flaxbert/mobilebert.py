@@ -283,7 +283,7 @@ class MobileBertLayer(nn.Module):
             out = dense(cfg.hidden_size, ("mlp", "embed"), cfg, dt, pdt, "bottleneck_output")(out)
             out = norm(cfg, dt, pdt, "bottleneck_output_norm")(
                 drop(out, deterministic=deterministic) + x)
-        out = constrain(out, ("batch", "length", "act_embed"))
+        out = constrain(out, ("batch", "act_length", "act_embed"))
         return out, (out, extras)
 
 

@@ -143,7 +143,7 @@ def test_sweep_2x2x2_writes_a_table_with_mean_and_std(tmp_path, movie_sentences)
         (tmp_path / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
     main(["distill", "sweep", f"--config={EXPERIMENTS / 'sweep_finetune.py:sentiment,small'}",
           f"--workdir={tmp_path}", "--config.finetune.trainer.num_steps=2",
-          "--config.finetune.data.buckets=(64,)",
+          "--config.finetune.data.buckets=(64,)", "--config.sweep.seeds=(3, 4)",  # the grid overridable
           f"--config.finetune.model.overrides={SMALL}", "--config.finetune.task.name=columns",
           f"--config.finetune.task.train={tmp_path / 'train.jsonl'}",
           f"--config.finetune.task.dev={tmp_path / 'dev.jsonl'}",
@@ -156,6 +156,7 @@ def test_sweep_2x2x2_writes_a_table_with_mean_and_std(tmp_path, movie_sentences)
     table = (tmp_path / "sweep.md").read_text()
     assert table.count("±") == 1 + 4 and "best on dev" in table  # header + one per cell
     assert len(list(tmp_path.glob("lr*_bs*_seed*"))) == 8
+    assert {p.name.rsplit("_seed", 1)[1] for p in tmp_path.glob("lr*_bs*_seed*")} == {"3", "4"}
 
 
 @pytest.mark.slow

@@ -19,7 +19,10 @@ task, 8,456 / 1,056 / 1,056):
            checkpoint: the pre-training curve), the whole 64k-sentence transfer set, 2 epochs of
            distillation. About 2 hours on 2 CPU cores with the pre-training run beside the
            scratch / distil-from-scratch stages; a longer pre-training is
-           `--config.pretrain.trainer.num_steps=N` (N a multiple of its eval_every, 1,250).
+           `--config.pretrain.trainer.num_steps=N` (N a multiple of its eval_every, 1,250):
+           measured at 10,000 steps (64-token rows, seed 0), held-out MLM accuracy 0.250, PT+FT
+           77.1 test —
+           the 5,000-step schedule decays its lr before BERT-Tiny leaves the MLM plateau.
   full     the paper's sizes (tiny … medium) on GLUE with your own data (experiments/README.md).
 
     distill recipe --config experiments/recipe.py:demo --workdir runs/demo

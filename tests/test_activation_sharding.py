@@ -1,7 +1,7 @@
 """Activations are sharded by the same rules table as the parameters: on 8 simulated devices the
 train step's per-device FLOPs (XLA's AOT cost analysis) under tensor / FSDP / mixed meshes stay
 close to pure data parallelism's (for MLM, and for hidden-state distillation through a width
-projection), FSDP needs no more temporaries than data parallelism nor tensor parallelism much
+projection), FSDP needs no more temporaries than data parallelism and tensor parallelism little
 more (the sequence between blocks is split too), XLA
 never falls back to replicating a tensor to reshard it, and every mesh computes the one-device
 losses."""

@@ -1,0 +1,151 @@
+"""The replica's pre-training curve across schedules, from the runs themselves: held-out MLM
+accuracy against pre-training tokens (one line per schedule), fine-tuned test accuracy against
+the same tokens with fine-tuning from scratch as the reference band, and below them the
+fine-tuning learning curves (dev accuracy, training loss) of scratch and of each schedule's PT+FT.
+
+    python tools/plot_pretraining_curve.py --out experiments/figures/pretraining_curve.png \
+        --recipe runs/replica \
+        --schedule "10k-step=runs/pt10k,runs/pt10k_ft" \
+        --schedule "20k-step=runs/pt20k,runs/pt20k_ft"
+
+`--recipe` is a `distill recipe` work directory: its pre-training run (`pretrain_<student>`) is a
+schedule of its own, its scratch rows give the band and its PT+FT / PD rows the points (mean ± std
+over seeds). Each `--schedule LABEL=PRETRAIN_DIR[,FINETUNE_DIR]` adds a `distill pretrain` run;
+FINETUNE_DIR holds its fine-tuning from the run's export: a `distill sweep` (the best cell on dev)
+or folders of single `distill finetune` runs (the one best on dev) — dev picks, test reports.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+from absl import app, flags
+
+flags.DEFINE_string("out", "experiments/figures/pretraining_curve.png", "the figure to write")
+flags.DEFINE_string("recipe", "", "a `distill recipe` work directory")
+flags.DEFINE_multi_string("schedule", [], "LABEL=PRETRAIN_DIR[,FINETUNE_DIR]")
+FLAGS = flags.FLAGS
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise SystemExit(f"{path}: not found; expected a finished run's {path.name}") from None
+
+
+def mlm_curve(pretrain_dir: Path) -> tuple[list[float], list[float], int]:
+    """(tokens, held-out MLM accuracy) at each evaluation, and the schedule's last step."""
+    data = read_json(pretrain_dir / "config.json")
+    tokens_per_step = data["trainer"]["batch_size"] * data["data"]["max_seq_length"]
+    points = []
+    for line in (pretrain_dir / "metrics.jsonl").read_text().splitlines():
+        entry = json.loads(line)
+        if "eval_mlm_accuracy" in entry:
+            points.append((entry["step"] * tokens_per_step, entry["eval_mlm_accuracy"]))
+    if not points:
+        raise SystemExit(f"{pretrain_dir}/metrics.jsonl: no eval_mlm_accuracy; expected a "
+                         "`distill pretrain` run with eval_every set")
+    tokens, accuracy = zip(*sorted(points))
+    return list(tokens), list(accuracy), data["trainer"]["num_steps"] * tokens_per_step
+
+
+def best_on_dev(finetune_dir: Path) -> tuple[float, Path]:
+    """Test accuracy of the fine-tuning picked on dev, and the (first seed's) run folder."""
+    if (finetune_dir / "sweep.json").exists():
+        best = read_json(finetune_dir / "sweep.json")["best"]
+        return best["test_mean"], finetune_dir / best["runs"][0]
+    results = {p.parent: read_json(p) for p in sorted(finetune_dir.glob("*/result.json"))}
+    if not results:
+        raise SystemExit(f"{finetune_dir}: no sweep.json and no */result.json; expected "
+                         "`distill sweep` or `distill finetune` runs")
+    run, best = max(results.items(), key=lambda item: item[1]["dev"][item[1]["main_metric"]])
+    return best["test"][best["main_metric"]], run
+
+
+def plot_learning_curve(ax_dev, ax_loss, run: Path, label: str, color=None) -> None:
+    """Dev accuracy at each evaluation and the training loss (mean over 100 steps) of one
+    fine-tuning run."""
+    entries = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    dev = [(e["step"], 100 * e[k]) for e in entries for k in e if k.startswith("eval_acc")]
+    loss = [(e["step"], e["loss"]) for e in entries if "loss" in e]
+    line, = ax_dev.plot(*zip(*dev), marker=".", label=label, color=color)
+    window = max(1, 100 // max(1, loss[1][0] - loss[0][0]) if len(loss) > 1 else 1)
+    smooth = np.convolve([v for _, v in loss], np.ones(window) / window, mode="valid")
+    ax_loss.plot([s for s, _ in loss][window - 1:], smooth, label=label, color=line.get_color())
+
+
+def main(argv):
+    del argv
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ((ax_mlm, ax_acc), (ax_dev, ax_loss)) = plt.subplots(2, 2, figsize=(11, 8.4))
+    if FLAGS.recipe:
+        recipe = Path(FLAGS.recipe)
+        table = read_json(recipe / "results.json")["table"]
+        for e in table:
+            if e["method"] == "scratch":
+                low, high = 100 * (e["test_acc"] - e["test_acc_std"]), 100 * (e["test_acc"] + e["test_acc_std"])
+                ax_acc.axhspan(low, high, color="grey", alpha=0.25,
+                               label=f"fine-tune from scratch ({e['seeds']} seeds, ± std)")
+                _, run = best_on_dev(recipe / f"scratch_{e['student']}_seed0")
+                plot_learning_curve(ax_dev, ax_loss, run, "from scratch", color="grey")
+        for pretrain_dir in sorted(recipe.glob("pretrain_*")):
+            tokens, accuracy, end = mlm_curve(pretrain_dir)
+            steps = read_json(pretrain_dir / "config.json")["trainer"]["num_steps"]
+            label = f"{steps // 1000}k-step schedule (recipe)"
+            line, = ax_mlm.plot([t / 1e6 for t in tokens], [100 * a for a in accuracy],
+                                marker="o", label=label)
+            points = {"PT+FT": [], "PD": []}
+            for e in table:  # the headline rows, at the schedule's end
+                if e["method"] in ("pt_ft", "pd") and e.get("pretrain_steps"):
+                    points["PT+FT" if e["method"] == "pt_ft" else "PD"].append(
+                        (e["pretrain_steps"], e["test_acc"], e["test_acc_std"], e["seeds"]))
+            student = pretrain_dir.name.removeprefix("pretrain_")
+            by_step = {}  # the curve's earlier checkpoints, however many seeds have finished
+            for sweep in recipe.glob(f"pt_ft_step*_{student}_seed*/sweep.json"):
+                by_step.setdefault(int(sweep.parent.name.split("_")[2][4:]), []).append(
+                    read_json(sweep)["best"]["test_mean"])
+            for step, tests in by_step.items():
+                points["PT+FT"].append((step, np.mean(tests), np.std(tests), len(tests)))
+            for method, marker in (("PT+FT", "o"), ("PD", "s")):
+                for step, test, std, seeds in sorted(points[method]):
+                    ax_acc.errorbar([step * end / steps / 1e6], [100 * test], yerr=[100 * std],
+                                    marker=marker, capsize=3, color=line.get_color(),
+                                    label=f"{method}, {label} at {step:,} ({seeds} seed"
+                                          f"{'s' * (seeds > 1)})")
+            _, run = best_on_dev(recipe / f"pt_ft_{student}_seed0")
+            plot_learning_curve(ax_dev, ax_loss, run, f"PT+FT, {label}", color=line.get_color())
+    for spec in FLAGS.schedule:
+        label, _, dirs = spec.partition("=")
+        if not dirs:
+            raise SystemExit(f"--schedule {spec!r}: expected LABEL=PRETRAIN_DIR[,FINETUNE_DIR]")
+        pretrain_dir, _, finetune_dir = dirs.partition(",")
+        tokens, accuracy, end = mlm_curve(Path(pretrain_dir))
+        line, = ax_mlm.plot([t / 1e6 for t in tokens], [100 * a for a in accuracy], marker="o",
+                            label=f"{label} schedule")
+        if finetune_dir:
+            test, run = best_on_dev(Path(finetune_dir))
+            plot_learning_curve(ax_dev, ax_loss, run, f"PT+FT, {label} schedule",
+                                color=line.get_color())
+            ax_acc.plot([end / 1e6], [100 * test], marker="D", ls="none", color=line.get_color(),
+                        label=f"PT+FT, {label} schedule at its end (seed 0)")
+    ax_mlm.set(xlabel="pre-training tokens (M)", ylabel="held-out MLM accuracy (%)")
+    ax_acc.set_xlim(left=0)
+    ax_acc.set(xlabel="pre-training tokens (M)", ylabel="test accuracy (%), lr picked on dev")
+    ax_dev.set(xlabel="fine-tuning step (seed 0, the dev-picked lr)", ylabel="dev accuracy (%)")
+    ax_loss.set(xlabel="fine-tuning step (seed 0, the dev-picked lr)",
+                ylabel="training loss (mean over 100 steps)")
+    for ax in (ax_mlm, ax_acc, ax_dev, ax_loss):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    Path(FLAGS.out).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(FLAGS.out, dpi=100)
+    print(f"wrote {FLAGS.out}")
+
+
+if __name__ == "__main__":
+    app.run(main)

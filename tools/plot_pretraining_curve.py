@@ -5,14 +5,16 @@ fine-tuning learning curves (dev accuracy, training loss) of scratch and of each
 
     python tools/plot_pretraining_curve.py --out experiments/figures/pretraining_curve.png \
         --recipe runs/replica \
-        --schedule "10k-step=runs/pt10k,runs/pt10k_ft" \
-        --schedule "20k-step=runs/pt20k,runs/pt20k_ft"
+        --schedule "10k-step=runs/pt10k,runs/pt10k_ft,runs/pd10k/ft" \
+        --schedule "20k-step=runs/pt20k,runs/pt20k_ft,runs/pd20k/ft"
 
 `--recipe` is a `distill recipe` work directory: its pre-training run (`pretrain_<student>`) is a
 schedule of its own, its scratch rows give the band and its PT+FT / PD rows the points (mean ± std
-over seeds). Each `--schedule LABEL=PRETRAIN_DIR[,FINETUNE_DIR]` adds a `distill pretrain` run;
-FINETUNE_DIR holds its fine-tuning from the run's export: a `distill sweep` (the best cell on dev)
-or folders of single `distill finetune` runs (the one best on dev) — dev picks, test reports.
+over seeds). Each `--schedule LABEL=PRETRAIN_DIR[,FINETUNE_DIR[,PD_DIR]]` adds a
+`distill pretrain` run; FINETUNE_DIR holds its fine-tuning from the run's export, PD_DIR the
+fine-tuning of the student distilled from it (`distill distill` from that export, as the
+recipe's PD stage): each a `distill sweep` (the best cell on dev) or folders of single
+`distill finetune` runs (the one best on dev) — dev picks, test reports.
 """
 
 import json
@@ -120,18 +122,22 @@ def main(argv):
             plot_learning_curve(ax_dev, ax_loss, run, f"PT+FT, {label}", color=line.get_color())
     for spec in FLAGS.schedule:
         label, _, dirs = spec.partition("=")
-        if not dirs:
-            raise SystemExit(f"--schedule {spec!r}: expected LABEL=PRETRAIN_DIR[,FINETUNE_DIR]")
-        pretrain_dir, _, finetune_dir = dirs.partition(",")
+        if not dirs or len(dirs.split(",")) > 3:
+            raise SystemExit(f"--schedule {spec!r}: expected "
+                             "LABEL=PRETRAIN_DIR[,FINETUNE_DIR[,PD_DIR]]")
+        pretrain_dir, finetune_dir, pd_dir = (dirs.split(",") + ["", ""])[:3]
         tokens, accuracy, end = mlm_curve(Path(pretrain_dir))
         line, = ax_mlm.plot([t / 1e6 for t in tokens], [100 * a for a in accuracy], marker="o",
                             label=f"{label} schedule")
-        if finetune_dir:
-            test, run = best_on_dev(Path(finetune_dir))
-            plot_learning_curve(ax_dev, ax_loss, run, f"PT+FT, {label} schedule",
-                                color=line.get_color())
-            ax_acc.plot([end / 1e6], [100 * test], marker="D", ls="none", color=line.get_color(),
-                        label=f"PT+FT, {label} schedule at its end (seed 0)")
+        for method, folder, marker in (("PT+FT", finetune_dir, "D"), ("PD", pd_dir, "s")):
+            if folder:
+                test, run = best_on_dev(Path(folder))
+                if method == "PT+FT":
+                    plot_learning_curve(ax_dev, ax_loss, run, f"PT+FT, {label} schedule",
+                                        color=line.get_color())
+                ax_acc.plot([end / 1e6], [100 * test], marker=marker, ls="none",
+                            color=line.get_color(),
+                            label=f"{method}, {label} schedule at its end (seed 0)")
     ax_mlm.set(xlabel="pre-training tokens (M)", ylabel="held-out MLM accuracy (%)")
     ax_acc.set_xlim(left=0)
     ax_acc.set(xlabel="pre-training tokens (M)", ylabel="test accuracy (%), lr picked on dev")

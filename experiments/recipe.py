@@ -15,14 +15,12 @@ task, 8,456 / 1,056 / 1,056):
            lrs × 4 epochs; cut for the 20-minute budget — measured 2026-12-03, the first demo
            with 1,200 steps, 2 lrs and 2 distillation epochs took 31.5 minutes from a fresh clone).
   replica  the measurement: three seeds, the paper's grid (3e-4, 1e-4, 5e-5, 3e-5) × 4 epochs,
-           5,000 pre-training steps × 32 packed 128-token rows (PT+FT also from the 2,500-step
-           checkpoint: the pre-training curve), the whole 64k-sentence transfer set, 2 epochs of
-           distillation. About 2 hours on 2 CPU cores with the pre-training run beside the
-           scratch / distil-from-scratch stages; a longer pre-training is
-           `--config.pretrain.trainer.num_steps=N` (N a multiple of its eval_every, 1,250):
-           measured at 10,000 steps (64-token rows, seed 0), held-out MLM accuracy 0.250, PT+FT
-           77.1 test —
-           the 5,000-step schedule decays its lr before BERT-Tiny leaves the MLM plateau.
+           20,000 pre-training steps × 32 unpacked 64-token rows (41 M tokens; a shorter
+           schedule decays its lr before BERT-Tiny leaves the MLM plateau), the whole 64k-sentence
+           transfer set, 2 epochs of distillation. About 2 h 10 min on 2 CPU cores with its
+           stages run side by side (the pre-training ≈ 60 min alone);
+           `--config.recipe.pretrain_checkpoints="(10000,)"` adds PT+FT from an earlier
+           checkpoint of the same run.
   full     the paper's sizes (tiny … medium) on GLUE with your own data (experiments/README.md).
 
     distill recipe --config experiments/recipe.py:demo --workdir runs/demo
@@ -30,11 +28,11 @@ task, 8,456 / 1,056 / 1,056):
 
 Expected (demo): under 20 minutes on 2 otherwise idle CPU cores (18.0 measured from a fresh
 clone); test accuracy teacher 84.1, scratch 78.6, PT+FT 76.6, distil 78.2, PD 77.7 (one seed),
-the table in runs/demo/results.md. Expected (replica, measured 2026-12-04, about 2 h 10 min with its
-stages as two processes side by side): held-out MLM accuracy 0.144 after 5,000 steps; test
-accuracy, mean ± std over 3 seeds: PD 80.0 ± 0.5 > scratch 79.2 ± 0.2 > distil 78.7 ± 0.4 >
-PT+FT 76.0 ± 0.4 (teacher 84.1). experiments/README.md has the figures, the pre-training curve and
-how they compare with the paper's order.
+the table in runs/demo/results.md. Expected (replica, measured 2026-12-05, 2 h 9 min with its
+stages side by side): held-out MLM accuracy 0.290 after 20,000 steps; test accuracy, mean ± std
+over 3 seeds: PD 81.6 ± 0.3 > scratch 79.2 ± 0.2 > distil 78.7 ± 0.4 > PT+FT 76.9 ± 0.6 (teacher
+84.1). experiments/README.md has the figures, the pre-training curve and how they compare with the
+paper's order.
 """
 
 import importlib.util
@@ -72,8 +70,9 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
         teacher_name="all-MiniLM-L6-v2",
         # demo: one lr of the grid (3e-4), 2 epochs, to stay within 20 minutes on 2 cores
         learning_rates=PAPER_LRS[:1] if demo else PAPER_LRS,
-        # earlier pre-training checkpoints plain fine-tuning also starts from (the curve)
-        pretrain_checkpoints=(2500,) if replica else (),
+        # earlier kept pre-training checkpoints plain fine-tuning also starts from (a curve point
+        # each, e.g. "(10000,)"; a multiple of pretrain.trainer.checkpoint_every)
+        pretrain_checkpoints=(),
     ))
     config.teacher_finetune = _experiment("finetune", "sentiment")
     config.teacher_finetune.trainer.num_epochs = 1 if arg != "full" else 2
@@ -81,8 +80,11 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
     config.student_finetune.optimizer.lr = 1e-4     # used only with an empty learning_rates grid
     config.student_finetune.trainer.num_epochs = 2 if demo else 4
     config.pretrain = _experiment("pretrain", "tiny,corpora" if arg != "full" else "tiny")
-    config.pretrain.trainer.num_steps = {"demo": 300, "replica": 5000, "full": 20000}[arg]
-    config.pretrain.trainer.eval_every = {"demo": 300, "replica": 1250, "full": 2000}[arg]
+    config.pretrain.trainer.num_steps = {"demo": 300, "replica": 20000, "full": 20000}[arg]
+    config.pretrain.trainer.eval_every = {"demo": 300, "replica": 2500, "full": 2000}[arg]
+    if replica:  # 64-token rows learn per step as packed 128-token ones, at half the cost
+        config.pretrain.data.max_seq_length = 64
+        config.pretrain.data.pack = False
     config.pretrain.trainer.checkpoint_every = config.pretrain.trainer.eval_every
     config.pretrain.trainer.keep_checkpoints = 10 if replica else 2
     config.pretrain.trainer.log_every = 50

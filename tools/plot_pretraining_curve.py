@@ -3,14 +3,17 @@ accuracy against pre-training tokens (one line per schedule), fine-tuned test ac
 the same tokens with fine-tuning from scratch as the reference band, and below them the
 fine-tuning learning curves (dev accuracy, training loss) of scratch and of each schedule's PT+FT.
 
+    # the committed figure: the replica's work directory alone
     python tools/plot_pretraining_curve.py --out experiments/figures/pretraining_curve.png \
-        --recipe runs/replica \
-        --schedule "10k-step=runs/pt10k,runs/pt10k_ft,runs/pd10k/ft" \
-        --schedule "20k-step=runs/pt20k,runs/pt20k_ft,runs/pd20k/ft"
+        --recipe runs/replica
+    # with other schedules beside it (`distill pretrain` runs and their fine-tunings)
+    python tools/plot_pretraining_curve.py --recipe runs/replica \
+        --schedule "10k-step=runs/pt10k,runs/pt10k_ft,runs/pd10k/ft"
 
 `--recipe` is a `distill recipe` work directory: its pre-training run (`pretrain_<student>`) is a
-schedule of its own, its scratch rows give the band and its PT+FT / PD rows the points (mean ± std
-over seeds). Each `--schedule LABEL=PRETRAIN_DIR[,FINETUNE_DIR[,PD_DIR]]` adds a
+schedule of its own; its finished fine-tunings give the points, mean ± std over the seeds found:
+fine-tuning from scratch the band, PT+FT and PD at the schedule's end, PT+FT from the curve's
+earlier checkpoints. Each `--schedule LABEL=PRETRAIN_DIR[,FINETUNE_DIR[,PD_DIR]]` adds a
 `distill pretrain` run; FINETUNE_DIR holds its fine-tuning from the run's export, PD_DIR the
 fine-tuning of the student distilled from it (`distill distill` from that export, as the
 recipe's PD stage): each a `distill sweep` (the best cell on dev) or folders of single
@@ -65,6 +68,16 @@ def best_on_dev(finetune_dir: Path) -> tuple[float, Path]:
     return best["test"][best["main_metric"]], run
 
 
+def seed_tests(recipe: Path, prefix: str) -> list[float]:
+    """Dev-picked test accuracy of every finished seed of one recipe method (`PREFIX_seed<N>`)."""
+    return [best_on_dev(sweep.parent)[0]
+            for sweep in sorted(recipe.glob(f"{prefix}_seed*/sweep.json"))]
+
+
+def seeds_label(n: int) -> str:
+    return f"{n} seed{'s' * (n > 1)}"
+
+
 def plot_learning_curve(ax_dev, ax_loss, run: Path, label: str, color=None) -> None:
     """Dev accuracy at each evaluation and the training loss (mean over 100 steps) of one
     fine-tuning run."""
@@ -86,40 +99,37 @@ def main(argv):
     fig, ((ax_mlm, ax_acc), (ax_dev, ax_loss)) = plt.subplots(2, 2, figsize=(11, 8.4))
     if FLAGS.recipe:
         recipe = Path(FLAGS.recipe)
-        table = read_json(recipe / "results.json")["table"]
-        for e in table:
-            if e["method"] == "scratch":
-                low, high = 100 * (e["test_acc"] - e["test_acc_std"]), 100 * (e["test_acc"] + e["test_acc_std"])
-                ax_acc.axhspan(low, high, color="grey", alpha=0.25,
-                               label=f"fine-tune from scratch ({e['seeds']} seeds, ± std)")
-                _, run = best_on_dev(recipe / f"scratch_{e['student']}_seed0")
-                plot_learning_curve(ax_dev, ax_loss, run, "from scratch", color="grey")
         for pretrain_dir in sorted(recipe.glob("pretrain_*")):
+            student = pretrain_dir.name.removeprefix("pretrain_")
+            scratch = seed_tests(recipe, f"scratch_{student}")
+            if scratch:
+                mean, std = 100 * np.mean(scratch), 100 * np.std(scratch)
+                ax_acc.axhspan(mean - std, mean + std, color="grey", alpha=0.25,
+                               label=f"fine-tune from scratch ({seeds_label(len(scratch))}, "
+                                     "± std)")
+                _, run = best_on_dev(recipe / f"scratch_{student}_seed0")
+                plot_learning_curve(ax_dev, ax_loss, run, "from scratch", color="grey")
             tokens, accuracy, end = mlm_curve(pretrain_dir)
             steps = read_json(pretrain_dir / "config.json")["trainer"]["num_steps"]
             label = f"{steps // 1000}k-step schedule (recipe)"
             line, = ax_mlm.plot([t / 1e6 for t in tokens], [100 * a for a in accuracy],
                                 marker="o", label=label)
-            points = {"PT+FT": [], "PD": []}
-            for e in table:  # the headline rows, at the schedule's end
-                if e["method"] in ("pt_ft", "pd") and e.get("pretrain_steps"):
-                    points["PT+FT" if e["method"] == "pt_ft" else "PD"].append(
-                        (e["pretrain_steps"], e["test_acc"], e["test_acc_std"], e["seeds"]))
-            student = pretrain_dir.name.removeprefix("pretrain_")
-            by_step = {}  # the curve's earlier checkpoints, however many seeds have finished
-            for sweep in recipe.glob(f"pt_ft_step*_{student}_seed*/sweep.json"):
-                by_step.setdefault(int(sweep.parent.name.split("_")[2][4:]), []).append(
-                    read_json(sweep)["best"]["test_mean"])
-            for step, tests in by_step.items():
-                points["PT+FT"].append((step, np.mean(tests), np.std(tests), len(tests)))
-            for method, marker in (("PT+FT", "o"), ("PD", "s")):
-                for step, test, std, seeds in sorted(points[method]):
-                    ax_acc.errorbar([step * end / steps / 1e6], [100 * test], yerr=[100 * std],
-                                    marker=marker, capsize=3, color=line.get_color(),
-                                    label=f"{method}, {label} at {step:,} ({seeds} seed"
-                                          f"{'s' * (seeds > 1)})")
-            _, run = best_on_dev(recipe / f"pt_ft_{student}_seed0")
-            plot_learning_curve(ax_dev, ax_loss, run, f"PT+FT, {label}", color=line.get_color())
+            # the schedule's end, and the curve's earlier checkpoints (pt_ft_step<N>_...)
+            points = {("PT+FT", steps): seed_tests(recipe, f"pt_ft_{student}"),
+                      ("PD", steps): seed_tests(recipe, f"pd_{student}")}
+            for folder in recipe.glob(f"pt_ft_step*_{student}_seed0"):
+                step = int(folder.name.split("_")[2].removeprefix("step"))
+                points["PT+FT", step] = seed_tests(recipe, f"pt_ft_step{step}_{student}")
+            for (method, step), tests in sorted(points.items()):
+                if tests:
+                    ax_acc.errorbar([step * end / steps / 1e6], [100 * np.mean(tests)],
+                                    yerr=[100 * np.std(tests)], capsize=3,
+                                    marker="o" if method == "PT+FT" else "s",
+                                    color=line.get_color(), label=f"{method}, {label} at "
+                                    f"{step:,} ({seeds_label(len(tests))})")
+            if (recipe / f"pt_ft_{student}_seed0").exists():
+                _, run = best_on_dev(recipe / f"pt_ft_{student}_seed0")
+                plot_learning_curve(ax_dev, ax_loss, run, f"PT+FT, {label}", color=line.get_color())
     for spec in FLAGS.schedule:
         label, _, dirs = spec.partition("=")
         if not dirs or len(dirs.split(",")) > 3:

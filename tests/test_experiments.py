@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import ml_collections
 import numpy as np
 import pytest
 
@@ -11,7 +12,7 @@ from distill.defaults import VADER
 from distill.tasks import recipe
 from flaxbert import Model, init_params
 from flaxbert.configs import BertConfig
-from flaxbert.pretrained import save_pretrained
+from flaxbert.pretrained import from_pretrained, save_pretrained
 from flaxbert.tokenization import load_tokenizer
 
 EXPERIMENTS = Path(__file__).parents[1] / "experiments"
@@ -176,6 +177,27 @@ def test_pretraining_on_real_text_beats_the_majority_token_baseline(tmp_path, va
     assert result["eval_mlm_accuracy"] >= 1.3 * result["majority_token_accuracy"]
     assert (tmp_path / "run" / "export" / "model.safetensors").exists()
     assert (tmp_path / "run" / "curves.png").exists()
+
+
+def test_an_nsp_pretraining_checkpoint_exports_as_a_curve_point(tmp_path, movie_sentences):
+    """The replica pre-trains with MLM + NSP; a kept checkpoint of that run exports (both heads)
+    for the pre-training curve's fine-tuning, and differs from the run's final export."""
+    text = tmp_path / "train.txt"
+    text.write_text("\n\n".join("\n".join(movie_sentences[i:i + 4])
+                                for i in range(0, 800, 4)) + "\n")
+    run = tmp_path / "run"
+    distill_cli("pretrain", "pretrain.py:tiny", run, "--config.trainer.num_steps=2",
+                "--config.trainer.batch_size=8", "--config.trainer.checkpoint_every=1",
+                "--config.trainer.eval_every=2", "--config.trainer.keep_checkpoints=3",
+                f"--config.model.overrides={SMALL}", f"--config.data.train=text:{text}",
+                f"--config.data.eval=text:{text}", "--config.data.nsp=True",
+                "--config.data.max_seq_length=32", "--config.data.max_predictions_per_seq=5",
+                "--config.data.dupe_factor=1")
+    config = ml_collections.ConfigDict(json.loads((run / "config.json").read_text()))
+    export = recipe.export_pretraining_checkpoint(config, run, 1)
+    early, final = from_pretrained(export), from_pretrained(run / "export")
+    assert set(early.model.heads) == set(final.model.heads) == {"mlm", "nsp"}
+    assert not np.allclose(early.params["nsp"]["kernel"], final.params["nsp"]["kernel"])
 
 
 @pytest.fixture(scope="module")

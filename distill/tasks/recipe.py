@@ -96,8 +96,9 @@ def export_pretraining_checkpoint(config, pt_workdir: Path, step: int) -> Path:
     if (out / "config.json").exists():
         return out
     tokenizer = load_tokenizer(config.data.vocab)
-    spec = ModelSpec(config.model, ("mlm",), vocab_size=tokenizer.vocab_size)
-    trainer = Trainer(pretrain.MaskedLMTask(spec, nsp=False), config, pt_workdir)
+    heads = ("mlm", "nsp") if config.data.nsp else ("mlm",)
+    spec = ModelSpec(config.model, heads, vocab_size=tokenizer.vocab_size)
+    trainer = Trainer(pretrain.MaskedLMTask(spec, config.data.nsp), config, pt_workdir)
     if step not in trainer.checkpoints.all_steps():
         raise FileNotFoundError(f"{pt_workdir / 'checkpoints'} has no step {step} (has "
                                 f"{sorted(trainer.checkpoints.all_steps())}); raise "

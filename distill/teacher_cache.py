@@ -24,6 +24,7 @@ A run killed while writing keeps its whole shards and the rerun writes only the 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -36,16 +37,24 @@ import numpy as np
 from flaxbert.params import flatten
 
 
-def _hash_teacher(h, teacher_params, teacher_name: str) -> None:
-    h.update(teacher_name.encode())
+def teacher_identity(teacher_model) -> str:
+    """What, besides its weights, decides the teacher's outputs: architecture, heads and compute
+    dtype. Not its path: a run moved or copied elsewhere keeps its cache."""
+    return json.dumps({"config": dataclasses.asdict(teacher_model.config),
+                       "heads": list(teacher_model.heads), "num_labels": teacher_model.num_labels,
+                       "dtype": str(teacher_model.dtype)}, sort_keys=True, default=str)
+
+
+def _hash_teacher(h, teacher_params, teacher_identity: str) -> None:
+    h.update(teacher_identity.encode())
     for name, value in sorted(flatten(jax.device_get(teacher_params)).items()):
         h.update(name.encode())
         h.update(np.asarray(value, np.float32).tobytes())
 
 
-def fingerprint(features: dict[str, np.ndarray], teacher_params, teacher_name: str) -> str:
+def fingerprint(features: dict[str, np.ndarray], teacher_params, teacher_identity: str) -> str:
     h = hashlib.sha256()
-    _hash_teacher(h, teacher_params, teacher_name)
+    _hash_teacher(h, teacher_params, teacher_identity)
     for key in ("input_word_ids", "input_mask", "input_type_ids"):
         h.update(np.ascontiguousarray(features[key]).tobytes())
     return h.hexdigest()
@@ -101,11 +110,11 @@ def _source_files(spec: str) -> list[Path]:
     return files
 
 
-def top_k_fingerprint(data_config: dict, teacher_params, teacher_name: str, **settings) -> str:
+def top_k_fingerprint(data_config: dict, teacher_params, teacher_identity: str, **settings) -> str:
     """The teacher, the data block, the source files' bytes and the cache settings (k, passes,
     batch and process layout): anything that changes a cached row changes the fingerprint."""
     h = hashlib.sha256()
-    _hash_teacher(h, teacher_params, teacher_name)
+    _hash_teacher(h, teacher_params, teacher_identity)
     h.update(json.dumps({"data": data_config, **settings}, sort_keys=True, default=str).encode())
     for key in ("train", "eval"):
         for path in _source_files(str(data_config.get(key, ""))):

@@ -2,6 +2,7 @@
 layer maps, student initialisation, and (slow) real-teacher sentence-embedding distillation."""
 
 import json
+import shutil
 from pathlib import Path
 
 import jax
@@ -171,6 +172,15 @@ def test_cache_equals_live_teacher(tmp_path, teacher_dir, transfer_file):
     a = [r["loss"] for r in metrics_rows(tmp_path / "live") if "loss" in r]
     b = [r["loss"] for r in metrics_rows(tmp_path / "cached") if "loss" in r]
     np.testing.assert_allclose(b, a, atol=1e-5, rtol=0)
+    # the same teacher in another folder (a moved or copied run) reads the cache: same losses
+    moved = tmp_path / "moved_teacher"
+    shutil.copytree(teacher_dir, moved)
+    stamp = cache.stat().st_mtime_ns
+    kd.run(make_config(moved, transfer_file, terms,
+                       **{"distill.held_out": 0, "distill.cache": str(cache)}), tmp_path / "moved")
+    assert cache.stat().st_mtime_ns == stamp
+    c = [r["loss"] for r in metrics_rows(tmp_path / "moved") if "loss" in r]
+    np.testing.assert_allclose(c, b, atol=1e-6, rtol=0)
     # a cache made for other data is refused
     other = tmp_path / "other.txt"
     other.write_text("a different transfer set\nwith other sentences\n" * 20)

@@ -125,7 +125,8 @@ def run(config, workdir: str | Path) -> dict:
         if any(t["feature"] != "logits" for t in d.terms):
             raise ValueError("distill.cache holds classifier logits only; use it with 'logits' terms")
         features["teacher_logits"] = teacher_cache.cached_teacher_logits(
-            Path(d.cache), teacher_cache.fingerprint(features, teacher_params, str(config.teacher.name)),
+            Path(d.cache), teacher_cache.fingerprint(features, teacher_params,
+                                                    teacher_cache.teacher_identity(teacher_model)),
             lambda: teacher_cache.teacher_logits(teacher_model, teacher_params, features, bs))
     task = DistillTask(config, student, teacher_model, None if use_cache else teacher_params)
     trainer = Trainer(task, config, workdir)
@@ -207,8 +208,9 @@ def _cached_datasets(config, teacher_model, teacher_params, tokenizer):
     per_host = config.trainer.batch_size // jax.process_count()
     nsp = "nsp" in teacher_model.heads
     print_ = teacher_cache.top_k_fingerprint(
-        config.data.to_dict(), teacher_params, str(config.teacher.name), top_k=k, epochs=epochs,
-        rows_per_batch=per_host, process=process, processes=jax.process_count(), nsp=nsp)
+        config.data.to_dict(), teacher_params, teacher_cache.teacher_identity(teacher_model),
+        top_k=k, epochs=epochs, rows_per_batch=per_host, process=process,
+        processes=jax.process_count(), nsp=nsp)
     passes = {"train": lambda: pretrain.training_passes(config, tokenizer, epochs),
               "eval": lambda: pretrain.held_out_dataset(config, tokenizer)}
     step, sources = None, {}

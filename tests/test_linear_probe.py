@@ -7,7 +7,7 @@ import numpy as np
 
 from flaxbert import Model, init_params
 from flaxbert.configs import BertConfig
-from flaxbert.tokenization import load_tokenizer
+from flaxbert.tokenization import load_tokenizer, pack_inputs
 
 spec = importlib.util.spec_from_file_location(
     "linear_probe", Path(__file__).parents[1] / "tools" / "linear_probe.py")
@@ -27,7 +27,7 @@ def test_features_average_real_tokens_only_and_a_separable_task_probes_perfectly
     # the mean covers [CLS] … [SEP] of each text, not its padding: a text alone gives the same
     alone = linear_probe.frozen_features(model, params, tokenizer, texts[:1], seq_length=16)
     np.testing.assert_allclose(features["mean"][0], alone["mean"][0], atol=1e-5)
-    padded = model.apply({"params": params}, **{k: v[:1] for k, v in linear_probe.pack_inputs(
+    padded = model.apply({"params": params}, **{k: v[:1] for k, v in pack_inputs(
         [[tokenizer.encode(texts[0])]], 16, tokenizer.cls_id, tokenizer.sep_id,
         tokenizer.pad_id).items()})["sequence_output"]
     assert not np.allclose(features["mean"][0], np.asarray(padded)[0].mean(0), atol=1e-4)

@@ -19,7 +19,7 @@ from distill.data.tasks import vader_sentiment
 from distill.defaults import MINILM, VADER
 from flaxbert import Model, get_config, init_params
 from flaxbert.pretrained import from_pretrained
-from flaxbert.tokenization import load_tokenizer, pack_inputs
+from flaxbert.tokenization import Preprocessor, load_tokenizer
 
 FEATURES = ("cls", "pooled", "mean")
 
@@ -37,10 +37,10 @@ def frozen_features(model, params, tokenizer, texts: Sequence[str], seq_length: 
                     batch_size: int = 256) -> dict[str, np.ndarray]:
     """[CLS], pooled and mean-over-real-tokens features of `texts`, [N, H] each."""
     apply = jax.jit(lambda p, b: model.apply({"params": p}, **b))
+    preprocess = Preprocessor(tokenizer, seq_length)  # as fine-tuning packs the task's texts
     out = {name: [] for name in FEATURES}
     for start in range(0, len(texts), batch_size):
-        batch = pack_inputs([[tokenizer.encode(t) for t in texts[start:start + batch_size]]],
-                            seq_length, tokenizer.cls_id, tokenizer.sep_id, tokenizer.pad_id)
+        batch = preprocess(texts[start:start + batch_size])
         result = apply(params, batch)
         sequence, real = np.asarray(result["sequence_output"]), batch["input_mask"][..., None]
         out["cls"].append(sequence[:, 0])

@@ -143,14 +143,18 @@ def training_passes(config, tokenizer, epochs: int):
                     shuffle=False, num_epochs=epochs, drop_remainder=False)
 
 
+def heads(config) -> tuple[str, ...]:
+    """The heads a pre-training run trains (and its checkpoints hold)."""
+    return ("mlm", "nsp") if config.data.nsp else ("mlm",)
+
+
 def run(config, workdir: str | Path) -> dict:
     """Pre-trains config.model on config.data; returns the held-out results."""
     workdir = prepare_workdir(workdir, config)
     from flaxbert.tokenization import load_tokenizer
 
     tokenizer = load_tokenizer(config.data.vocab)
-    heads = ("mlm", "nsp") if config.data.nsp else ("mlm",)
-    spec = ModelSpec(config.model, heads, vocab_size=tokenizer.vocab_size)
+    spec = ModelSpec(config.model, heads(config), vocab_size=tokenizer.vocab_size)
     if spec.config.vocab_size != tokenizer.vocab_size:
         raise ValueError(f"model vocab_size={spec.config.vocab_size} but the tokenizer "
                          f"{config.data.vocab} has {tokenizer.vocab_size} tokens")

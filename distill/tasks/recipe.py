@@ -96,8 +96,7 @@ def export_pretraining_checkpoint(config, pt_workdir: Path, step: int) -> Path:
     if (out / "config.json").exists():
         return out
     tokenizer = load_tokenizer(config.data.vocab)
-    heads = ("mlm", "nsp") if config.data.nsp else ("mlm",)
-    spec = ModelSpec(config.model, heads, vocab_size=tokenizer.vocab_size)
+    spec = ModelSpec(config.model, pretrain.heads(config), vocab_size=tokenizer.vocab_size)
     trainer = Trainer(pretrain.MaskedLMTask(spec, config.data.nsp), config, pt_workdir)
     if step not in trainer.checkpoints.all_steps():
         raise FileNotFoundError(f"{pt_workdir / 'checkpoints'} has no step {step} (has "

@@ -49,7 +49,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from distill import defaults  # noqa: E402
+from distill import defaults, host_memory  # noqa: E402
+
+host_memory.reuse_freed_memory()  # as the `distill` programs do; before JAX starts (below)
 from distill.tasks.common import ModelSpec  # noqa: E402
 from distill.distillation import DistillTask  # noqa: E402
 from distill.tasks.pretrain import MaskedLMTask  # noqa: E402

@@ -25,6 +25,8 @@ import logging
 import sys
 from pathlib import Path
 
+from distill import host_memory
+
 PROGRAMS = {
     "pretrain": "distill.tasks.pretrain",
     "finetune": "distill.tasks.finetune",
@@ -197,6 +199,7 @@ def main(argv: list[str] | None = None) -> None:
         print(USAGE, file=sys.stderr)
         raise SystemExit(2)
     program = argv.pop(1)
+    host_memory.reuse_freed_memory()  # before anything starts JAX
     argv, wants_help = _split_flags(argv, HELP_FLAGS)
     argv, verbose = _split_flags(argv, VERBOSE_FLAGS)
 

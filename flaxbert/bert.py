@@ -167,9 +167,18 @@ class BertEmbeddings(nn.Module):
         return self.word_embeddings.attend(hidden)
 
 
+def fused_attention_pays() -> bool:
+    """Whether `jax.nn.dot_product_attention` beats the explicit path here: on accelerators (cuDNN
+    flash attention on GPU), not on CPU (see `SelfAttention`)."""
+    return jax.default_backend() != "cpu"
+
+
 class SelfAttention(nn.Module):
-    """Multi-head self-attention. Uses `jax.nn.dot_product_attention` (cuDNN flash on GPU) unless
-    attention maps are requested or attention dropout is active, which need the explicit path."""
+    """Multi-head self-attention. On GPU/TPU it uses `jax.nn.dot_product_attention` (cuDNN flash
+    attention where available) unless attention maps are requested or attention dropout is active,
+    which need the explicit path. On CPU the explicit path always serves: with the heads moved
+    first ([B, A, T, D]) XLA:CPU runs the score matmuls as plain batched matmuls, 3% faster than
+    `dot_product_attention` over BERT-Base's and BERT-Medium's MLM steps."""
 
     config: Any
     num_heads: int
@@ -192,14 +201,16 @@ class SelfAttention(nn.Module):
                                    ("value", value_input)))
         dropout_active = not deterministic and cfg.attention_probs_dropout_prob > 0.0
         extras = {}
-        if output_attentions or dropout_active or self.mask_value is not None:
-            logits = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32) / jnp.sqrt(
+        if (output_attentions or dropout_active or self.mask_value is not None
+                or not fused_attention_pays()):
+            qh, kh, vh = (t.transpose(0, 2, 1, 3) for t in (q, k, v))  # [B, A, T, D]
+            logits = (qh @ kh.swapaxes(-1, -2)).astype(jnp.float32) / jnp.sqrt(
                 jnp.float32(self.head_dim))
             fill = jnp.finfo(jnp.float32).min if self.mask_value is None else self.mask_value
             logits = jnp.where(mask, logits, jnp.float32(fill))
             probs = jax.nn.softmax(logits, axis=-1)
             dropped = nn.Dropout(cfg.attention_probs_dropout_prob)(probs, deterministic=deterministic)
-            context = jnp.einsum("bhqk,bkhd->bqhd", dropped.astype(dt), v)
+            context = (dropped.astype(dt) @ vh).transpose(0, 2, 1, 3)
             if output_attentions:
                 extras = {"attention_logits": logits, "attention_probs": probs,
                           "attention_values": v}

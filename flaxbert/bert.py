@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import flax.linen as nn
 
 from flaxbert.configs import BertConfig
-from flaxbert.partitioning import constrain
+from flaxbert.partitioning import constrain, splits
 
 Dtype = Any
 
@@ -74,11 +74,17 @@ def matmul_2d(lhs, rhs, dimension_numbers, precision=None, preferred_element_typ
 
 def dense(features, axes: tuple[str | None, ...], config, dtype, param_dtype, name: str,
           in_axis=-1, use_bias: bool = True) -> nn.DenseGeneral:
-    """A DenseGeneral whose kernel and bias carry logical axis names `axes` (in ++ out)."""
+    """A DenseGeneral whose kernel and bias carry logical axis names `axes` (in ++ out), computed
+    by `matmul_2d` — unless the axes it would merge (the attention's heads × head_dim) are split
+    by the active sharding rules: merged, the heads no longer line up with their devices when
+    they do not divide the tensor axis (12 heads on tensor=8: ×1.15 FLOPs per device)."""
     n_out = len(features) if isinstance(features, tuple) else 1
+    n_in = len(axes) - n_out
+    merged = (axes[:n_in] if n_in > 1 else ()) + (axes[n_in:] if n_out > 1 else ())
+    flat = not any(splits(axis) for axis in merged if axis)
     return nn.DenseGeneral(
         features, axis=in_axis, use_bias=use_bias, dtype=dtype, param_dtype=param_dtype,
-        dot_general=matmul_2d,
+        dot_general=matmul_2d if flat else None,
         kernel_init=nn.with_logical_partitioning(
             nn.initializers.normal(config.initializer_range), axes),
         bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), axes[-n_out:]),

@@ -49,6 +49,17 @@ def activation_rules(rules):
         _active.rules = previous
 
 
+def splits(name: str) -> bool:
+    """Whether the active rules split logical axis `name` over more than one device."""
+    rules = getattr(_active, "rules", None)
+    mesh = jax.sharding.get_abstract_mesh()
+    if not rules or mesh.empty:
+        return False
+    axes = nn.logical_to_mesh_axes((name,), rules)[0]
+    names = (axes,) if isinstance(axes, str) else tuple(axes or ())
+    return math.prod(mesh.shape[axis] for axis in names) > 1
+
+
 def constrain(x, axes: tuple[str | None, ...]):
     """`x` constrained to the layout the active rules give `axes` on the current mesh (one name
     per dimension of `x`); a no-op outside `activation_rules` or without a mesh."""

@@ -112,7 +112,12 @@ def main():
     parser.add_argument("--meshes", default="data=1")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--distil_meshes", default="")
+    parser.add_argument("--heads", type=int, default=MODEL["num_attention_heads"],
+                        help="attention heads of 16 units each (12: heads that tensor=8 cannot "
+                             "divide evenly)")
     args = parser.parse_args()
+    MODEL.update(num_attention_heads=args.heads, hidden_size=16 * args.heads,
+                 intermediate_size=64 * args.heads)
     reports = {mesh: run(mesh, args.steps) for mesh in args.meshes.split(";")}
     for mesh in filter(None, args.distil_meshes.split(";")):
         with tempfile.TemporaryDirectory() as workdir:

@@ -49,11 +49,17 @@ def activation_rules(rules):
         _active.rules = previous
 
 
-def splits(name: str) -> bool:
-    """Whether the active rules split logical axis `name` over more than one device."""
+def _rules_and_mesh():
+    """The active rules and the current mesh, or (None, None) where either is missing."""
     rules = getattr(_active, "rules", None)
     mesh = jax.sharding.get_abstract_mesh()
-    if not rules or mesh.empty:
+    return (rules, mesh) if rules and not mesh.empty else (None, None)
+
+
+def splits(name: str) -> bool:
+    """Whether the active rules split logical axis `name` over more than one device."""
+    rules, mesh = _rules_and_mesh()
+    if not rules:
         return False
     axes = nn.logical_to_mesh_axes((name,), rules)[0]
     names = (axes,) if isinstance(axes, str) else tuple(axes or ())
@@ -63,9 +69,8 @@ def splits(name: str) -> bool:
 def constrain(x, axes: tuple[str | None, ...]):
     """`x` constrained to the layout the active rules give `axes` on the current mesh (one name
     per dimension of `x`); a no-op outside `activation_rules` or without a mesh."""
-    rules = getattr(_active, "rules", None)
-    mesh = jax.sharding.get_abstract_mesh()
-    if not rules or mesh.empty:
+    rules, _ = _rules_and_mesh()
+    if not rules:
         return x
     spec = nn.logical_to_mesh_axes(axes, rules)
     # Unlike parameters, activations may split unevenly (XLA pads): 12 heads on tensor=8 run as

@@ -33,7 +33,7 @@ bench: install assets
 	$(PY) benchmarks/run.py --out docs/benchmarks.md
 
 lint: install
-	$(PY) -m pip install -q ruff && $(VENV)/bin/ruff check flaxbert distill tests experiments
+	$(PY) -m pip install -q ruff==0.17.6 && $(VENV)/bin/ruff check flaxbert distill tests experiments benchmarks tools
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

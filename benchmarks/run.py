@@ -52,8 +52,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from distill import defaults, host_memory  # noqa: E402
 
 host_memory.reuse_freed_memory()  # as the `distill` programs do; before JAX starts (below)
-from distill.tasks.common import ModelSpec  # noqa: E402
 from distill.distillation import DistillTask  # noqa: E402
+from distill.tasks.common import ModelSpec  # noqa: E402
 from distill.tasks.pretrain import MaskedLMTask  # noqa: E402
 from distill.trainer import Trainer, place_batch  # noqa: E402
 from flaxbert import Model, get_config  # noqa: E402
@@ -501,7 +501,7 @@ def shape_section(name: str, peak: float):
     q = jnp.ones((b, SEQ, heads, d), dtype)
     scores = jax.jit(lambda x, y: jnp.einsum("bqhd,bkhd->bhqk", x, y))
     seconds = timed(lambda: scores(q, q).block_until_ready(), min_seconds=1.0)
-    rows.append((f"attention scores, all {b}×{heads} heads batched [B,T,A,d]", 
+    rows.append((f"attention scores, all {b}×{heads} heads batched [B,T,A,d]",
                  2 * b * heads * SEQ * SEQ * d / seconds / peak))
     return rows
 

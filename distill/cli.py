@@ -235,8 +235,7 @@ def main(argv: list[str] | None = None) -> None:
     if config is None or flags_.workdir is None:
         raise SystemExit(f"distill {program}: --config and --workdir are required\n{USAGE}")
     from distill.tasks import common
-    from distill.trainer import (EXIT_PREEMPTED, CheckpointUnreadable, Preempted,
-                                 TrainingDiverged)
+    from distill.trainer import EXIT_PREEMPTED, CheckpointUnreadable, Preempted, TrainingDiverged
     try:  # before anything is built or written
         common.check_workdir(flags_.workdir, config if program in TRAINING else None)
         if "model" in config:

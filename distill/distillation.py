@@ -21,9 +21,9 @@ from (a cache of them replaces it).
 
 from __future__ import annotations
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import flax.linen as nn
 
 from distill import losses
 from distill.layer_maps import layer_pairs

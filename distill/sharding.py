@@ -17,10 +17,11 @@ import logging
 import math
 from typing import Any
 
+import flax.linen as nn
 import jax
 import numpy as np
-import flax.linen as nn
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from flaxbert.partitioning import activation_rules, fit_spec
 

@@ -47,13 +47,13 @@ import threading
 import time
 from typing import Any, Callable, Iterable, Iterator
 
+import flax.linen as nn
+import grain
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
-import flax.linen as nn
-import grain
 from flax import struct
 
 from distill import sharding

@@ -77,7 +77,6 @@ import ml_collections
 
 from distill import defaults
 
-
 TEACHER_MINI = "runs/teacher_mini/export"       # distill pretrain, see above
 TEACHER_IB_BERT = "runs/teacher_ib_bert/export"  # distill pretrain of `narrow_ib_bert`, NSP on
 GENERAL = ("distilbert", "distilbert_cached", "mlm_baseline", "tinybert_general",

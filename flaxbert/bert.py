@@ -22,9 +22,9 @@ import functools
 import math
 from typing import Any
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import flax.linen as nn
 
 from flaxbert.configs import BertConfig
 from flaxbert.partitioning import constrain, splits

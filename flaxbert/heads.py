@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-import jax.numpy as jnp
 import flax.linen as nn
+import jax.numpy as jnp
 
 from flaxbert.bert import BertBackbone, activation, dense, layer_norm
 from flaxbert.mobilebert import MobileBertBackbone

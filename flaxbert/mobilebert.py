@@ -45,12 +45,20 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import jax.numpy as jnp
 import flax.linen as nn
+import jax.numpy as jnp
 
 from flaxbert import configs
-from flaxbert.bert import (BertBackbone, SelfAttention, activation, constrain, dense, embed,
-                           lookup, make_layers)
+from flaxbert.bert import (
+    BertBackbone,
+    SelfAttention,
+    activation,
+    constrain,
+    dense,
+    embed,
+    lookup,
+    make_layers,
+)
 from flaxbert.configs import BertConfig
 
 NORMALIZATIONS = ("no_norm", "layer_norm")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import flax.linen as nn
 from flax import traverse_util
 
 

@@ -18,8 +18,8 @@ import contextlib
 import math
 import threading
 
-import jax
 import flax.linen as nn
+import jax
 from jax.sharding import PartitionSpec as P
 
 

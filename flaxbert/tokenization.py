@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 import sentencepiece as spm
 from tokenizers import Tokenizer as _RustTokenizer
-
-from flaxbert.textfiles import read_utf8
 from tokenizers import decoders, normalizers, pre_tokenizers, trainers
 from tokenizers.models import WordPiece as _WordPieceModel
+
+from flaxbert.textfiles import read_utf8
 
 CONFIG_FILE = "tokenizer_config.json"
 VOCAB_FILE = "vocab.txt"

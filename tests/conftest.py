@@ -4,8 +4,18 @@ import os
 from pathlib import Path
 
 import pytest
-from helpers import (DISTILL_STEPS, FAST_COMPILE, SINGLE, STEPS, MULTI, build_once, run_worker,
-                     start_two_processes, start_worker, summary_of)
+from helpers import (
+    DISTILL_STEPS,
+    FAST_COMPILE,
+    MULTI,
+    SINGLE,
+    STEPS,
+    build_once,
+    run_worker,
+    start_two_processes,
+    start_worker,
+    summary_of,
+)
 
 # Many tests compile the same small programs; a persistent compilation cache shares them
 # across tests and subprocesses (workers inherit the environment).

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from distill.cli import PROGRAMS, main as distill_main
+from distill.cli import PROGRAMS
+from distill.cli import main as distill_main
 from flaxbert.cli import main as flaxbert_main
 
 ROOT = Path(__file__).parents[1]

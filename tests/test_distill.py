@@ -10,8 +10,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from distill import defaults
-from distill import distillation, layer_maps, student_init
+from distill import defaults, distillation, layer_maps, student_init
 from distill.tasks import distill as kd
 from distill.tasks.common import ModelSpec
 from distill.tasks.recipe import derived

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_distill import crash_after_batches
 
 from distill.tasks import finetune
-from test_distill import crash_after_batches
 
 SMALL = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
 

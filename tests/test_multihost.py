@@ -11,8 +11,17 @@ import signal
 
 import numpy as np
 import pytest
-from helpers import (DISTILL_STEPS, MULTI, SINGLE, STEPS, assert_same_params, losses,
-                     run_two_processes, run_worker, start_two_processes)
+from helpers import (
+    DISTILL_STEPS,
+    MULTI,
+    SINGLE,
+    STEPS,
+    assert_same_params,
+    losses,
+    run_two_processes,
+    run_worker,
+    start_two_processes,
+)
 
 pytestmark = pytest.mark.slow
 

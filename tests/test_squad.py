@@ -13,8 +13,17 @@ import numpy as np
 import pytest
 
 from distill.data import squad
-from distill.data.squad import (Answer, SquadExample, decode, evaluate, exact_match, f1_score,
-                                featurize, normalize_answer, read_squad)
+from distill.data.squad import (
+    Answer,
+    SquadExample,
+    decode,
+    evaluate,
+    exact_match,
+    f1_score,
+    featurize,
+    normalize_answer,
+    read_squad,
+)
 from flaxbert.tokenization import WordPieceTokenizer
 
 MAX_SEQ, STRIDE, MAX_Q = 64, 20, 16

@@ -25,8 +25,8 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-from distill.tasks.common import ModelSpec, dtype, prepare_workdir, write_json
 from distill.distillation import DistillTask, heads_needed
+from distill.tasks.common import ModelSpec, dtype, prepare_workdir, write_json
 from distill.tasks.pretrain import MaskedLMTask
 from distill.trainer import Trainer
 from flaxbert.configs import get_config, load_config

@@ -7,14 +7,13 @@ import logging
 from pathlib import Path
 from typing import Any, Sequence
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
-import flax.linen as nn
 from etils import epath
 
 from distill.files import as_path, atomic_output, write_json, write_text  # noqa: F401 (re-exported)
-
 from flaxbert.configs import get_config, load_config
 from flaxbert.heads import Model
 from flaxbert.params import dummy_inputs, logical_axes, stack_layers

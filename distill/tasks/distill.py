@@ -20,15 +20,21 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import flax.linen as nn
 
 from distill import metrics as glue
 from distill import student_init, teacher_cache
 from distill.data import tasks as task_data
-from distill.data.features import encode_examples, eval_batches, in_file_order, num_examples, train_batches
+from distill.data.features import (
+    encode_examples,
+    eval_batches,
+    in_file_order,
+    num_examples,
+    train_batches,
+)
 from distill.data.transfer import transfer_examples
 from distill.distillation import DistillTask, check_data, heads_needed
 from distill.distributed import host_copy
@@ -36,8 +42,8 @@ from distill.tasks import pretrain
 from distill.tasks.common import ModelSpec, atomic_output, plot_curves, prepare_workdir, write_json
 from distill.tasks.finetune import derive_num_steps, dev_splits, load_splits
 from distill.trainer import Trainer
-from flaxbert.pretrained import from_pretrained, save_pretrained
 from flaxbert.params import stack_layers
+from flaxbert.pretrained import from_pretrained, save_pretrained
 
 log = logging.getLogger(__name__)
 

@@ -23,11 +23,23 @@ import numpy as np
 
 from distill import metrics as glue
 from distill.data import tasks as task_data
-from distill.data.features import (encode_examples, eval_batches, in_file_order, num_examples,
-                                   train_batches)
-from distill.tasks.common import (ModelSpec, as_path, atomic_output, plot_curves, prepare_workdir,
-                                  write_json, write_text)
+from distill.data.features import (
+    encode_examples,
+    eval_batches,
+    in_file_order,
+    num_examples,
+    train_batches,
+)
 from distill.distributed import host_copy
+from distill.tasks.common import (
+    ModelSpec,
+    as_path,
+    atomic_output,
+    plot_curves,
+    prepare_workdir,
+    write_json,
+    write_text,
+)
 from distill.trainer import Trainer
 from flaxbert.pretrained import save_pretrained
 

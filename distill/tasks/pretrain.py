@@ -19,11 +19,10 @@ import numpy as np
 
 from distill import losses
 from distill.data.pretraining import text_to_pretraining_dataset
-from distill.tasks.common import ModelSpec, atomic_output, plot_curves, prepare_workdir, write_json
 from distill.distributed import host_copy
+from distill.tasks.common import ModelSpec, atomic_output, plot_curves, prepare_workdir, write_json
 from distill.trainer import Trainer
 from flaxbert.pretrained import save_pretrained
-
 
 log = logging.getLogger(__name__)
 

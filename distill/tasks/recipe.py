@@ -26,7 +26,8 @@ import jax
 import ml_collections
 import numpy as np
 
-from distill.tasks import common, distill as distill_task, finetune, pretrain
+from distill.tasks import common, finetune, pretrain
+from distill.tasks import distill as distill_task
 
 log = logging.getLogger(__name__)
 

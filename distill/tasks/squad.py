@@ -15,9 +15,9 @@ import jax.numpy as jnp
 
 from distill.data import squad
 from distill.data.features import eval_batches, in_file_order, train_batches
+from distill.distributed import host_copy
 from distill.tasks.common import ModelSpec, atomic_output, prepare_workdir, write_json
 from distill.tasks.finetune import derive_num_steps
-from distill.distributed import host_copy
 from distill.trainer import Trainer
 from flaxbert.pretrained import save_pretrained
 

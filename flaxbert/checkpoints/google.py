@@ -336,7 +336,7 @@ def _load_tf1(prefix: Path, config, heads_filter, source: str):
     tensors = {
         rename[n]: bundle.read(n)
         for n, (dtype, _) in bundle.variables().items()
-        if dtype != object and not SKIP.search(rename[n])
+        if dtype != np.dtype(object) and not SKIP.search(rename[n])
     }
     heads, pooler = _tf1_layout(tensors, config)
     if heads_filter is not None:
@@ -466,7 +466,10 @@ def load_tf2_savedmodel(path: str | Path, config=None):
     heads = ("mlm",) if any(n.startswith("cls/predictions/") for n in tensors) else ()
     pooler = "pooler_transform/kernel" in tensors
     model = _model(config, heads, pooler)
-    name_of = lambda p: _rules_name(p, TF2_BERT, TF2_DIRECT, _TF2_LEAF, {})
+
+    def name_of(p):
+        return _rules_name(p, TF2_BERT, TF2_DIRECT, _TF2_LEAF, {})
+
     params = _convert(
         tensors, abstract_params(model), name_of, source, _dropped_heads_pattern(heads, tensors)
     )

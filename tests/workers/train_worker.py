@@ -50,8 +50,8 @@ def config(args) -> ml_collections.ConfigDict:
 
 def distill_task(cfg):
     """Teacher: a random 4-layer, 256-wide BERT with an MLM head; student: cfg.model."""
-    from flaxbert import Model, init_params
     from distill.distillation import DistillTask
+    from flaxbert import Model, init_params
 
     teacher_cfg = ModelSpec(cfg.model, ()).config.replace(num_hidden_layers=4, hidden_size=256,
                                                           intermediate_size=512)

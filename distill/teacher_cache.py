@@ -102,6 +102,8 @@ def _source_files(spec: str) -> list[Path]:
     kind, target = parse_spec(spec)
     files = []
     for part in target.split(",") if kind != "tfds" else ():
+        if not part.strip():  # no source (Path("") would be the working directory)
+            continue
         path = Path(part.strip())
         if path.is_file():
             files.append(path)
@@ -112,16 +114,22 @@ def _source_files(spec: str) -> list[Path]:
 
 def top_k_fingerprint(data_config: dict, teacher_params, teacher_identity: str, **settings) -> str:
     """The teacher, the data block, the source files' bytes and the cache settings (k, passes,
-    batch and process layout): anything that changes a cached row changes the fingerprint."""
+    batch and process layout): anything that changes a cached row changes the fingerprint. The
+    source files count by their contents and order, not their paths: a corpus moved or copied
+    elsewhere keeps its cache."""
     h = hashlib.sha256()
     _hash_teacher(h, teacher_params, teacher_identity)
-    h.update(json.dumps({"data": data_config, **settings}, sort_keys=True, default=str).encode())
-    for key in ("train", "eval"):
+    sources = ("train", "eval")
+    rest = {key: value for key, value in data_config.items() if key not in sources}
+    h.update(json.dumps({"data": rest, **settings}, sort_keys=True, default=str).encode())
+    for key in sources:
+        h.update(key.encode())
         for path in _source_files(str(data_config.get(key, ""))):
-            h.update(str(path).encode())
+            file_hash = hashlib.sha256()
             with open(path, "rb") as f:
                 for block in iter(lambda: f.read(1 << 20), b""):
-                    h.update(block)
+                    file_hash.update(block)
+            h.update(file_hash.digest())
     return h.hexdigest()
 
 

@@ -705,6 +705,32 @@ def test_an_interrupted_cache_write_keeps_its_whole_shards(
             feature="hidden", loss="cosine", weight=1.0, layers="last")]}), tmp_path / "d")
 
 
+def test_top_k_fingerprint_follows_the_corpus_bytes_not_its_paths(tmp_path, monkeypatch):
+    from distill import teacher_cache
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("the first text\n")
+    (corpus / "b.txt").write_text("the second text\n")
+    params, identity = {"w": np.ones(3, np.float32)}, "teacher"
+
+    def print_(folder, max_seq_length=64):
+        return teacher_cache.top_k_fingerprint(
+            dict(train=str(folder), max_seq_length=max_seq_length), params, identity, top_k=8)
+
+    moved = shutil.copytree(corpus, tmp_path / "elsewhere" / "corpus")
+    assert print_(moved) == print_(corpus)
+    (moved / "b.txt").write_text("the second text!\n")
+    assert print_(moved) != print_(corpus)
+    assert print_(corpus, max_seq_length=128) != print_(corpus)
+    assert print_(tmp_path / "empty") != print_(corpus)
+    # no eval source: nothing else is read (an empty path once meant the working directory)
+    monkeypatch.chdir(tmp_path)
+    before = print_(corpus)
+    (tmp_path / "unrelated.txt").write_text("not a source")
+    assert print_(corpus) == before
+
+
 @pytest.mark.slow
 def test_progressive_transfer_on_real_text_lowers_each_stages_layer_loss(
         tmp_path, minilm_dir, vader_dir, small_raw_text):

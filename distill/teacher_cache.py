@@ -115,11 +115,11 @@ def _source_files(spec: str) -> list[Path]:
 def top_k_fingerprint(data_config: dict, teacher_params, teacher_identity: str, **settings) -> str:
     """The teacher, the data block, the source files' bytes and the cache settings (k, passes,
     batch and process layout): anything that changes a cached row changes the fingerprint. The
-    source files count by their contents and order, not their paths: a corpus moved or copied
-    elsewhere keeps its cache."""
+    source files and the vocabulary count by their contents and order, not their paths: a corpus
+    moved or copied elsewhere keeps its cache."""
     h = hashlib.sha256()
     _hash_teacher(h, teacher_params, teacher_identity)
-    sources = ("train", "eval")
+    sources = ("train", "eval", "vocab")
     rest = {key: value for key, value in data_config.items() if key not in sources}
     h.update(json.dumps({"data": rest, **settings}, sort_keys=True, default=str).encode())
     for key in sources:

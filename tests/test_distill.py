@@ -716,7 +716,8 @@ def test_top_k_fingerprint_follows_the_corpus_bytes_not_its_paths(tmp_path, monk
 
     def print_(folder, max_seq_length=64):
         return teacher_cache.top_k_fingerprint(
-            dict(train=str(folder), max_seq_length=max_seq_length), params, identity, top_k=8)
+            dict(train=str(folder), vocab=str(folder / "a.txt"), max_seq_length=max_seq_length),
+            params, identity, top_k=8)
 
     moved = shutil.copytree(corpus, tmp_path / "elsewhere" / "corpus")
     assert print_(moved) == print_(corpus)

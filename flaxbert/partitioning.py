@@ -23,13 +23,18 @@ import jax
 from jax.sharding import PartitionSpec as P
 
 
+def devices_along(axes, mesh) -> int:
+    """How many devices a PartitionSpec entry (None, a mesh axis or a tuple of them) spans."""
+    names = (axes,) if isinstance(axes, str) else tuple(axes or ())
+    return math.prod(mesh.shape[name] for name in names)
+
+
 def fit_spec(spec: P, shape: tuple[int, ...], mesh) -> P:
     """`spec` with the dimensions whose size its mesh axes do not divide left unsplit (e.g. 12
     heads on tensor=8, a 30,522-word vocabulary on tensor=4): parameters must split evenly."""
     fitted = []
     for dim, axes in zip(shape, tuple(spec) + (None,) * (len(shape) - len(spec))):
-        names = (axes,) if isinstance(axes, str) else tuple(axes or ())
-        size = math.prod(mesh.shape[name] for name in names)
+        size = devices_along(axes, mesh)
         fitted.append(axes if size == 1 or dim % size == 0 else None)
     return P(*fitted)
 
@@ -61,9 +66,7 @@ def splits(name: str) -> bool:
     rules, mesh = _rules_and_mesh()
     if not rules:
         return False
-    axes = nn.logical_to_mesh_axes((name,), rules)[0]
-    names = (axes,) if isinstance(axes, str) else tuple(axes or ())
-    return math.prod(mesh.shape[axis] for axis in names) > 1
+    return devices_along(nn.logical_to_mesh_axes((name,), rules)[0], mesh) > 1
 
 
 def constrain(x, axes: tuple[str | None, ...]):

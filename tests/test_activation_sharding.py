@@ -23,7 +23,7 @@ WORKER = Path(__file__).parent / "workers" / "sharding_worker.py"
 MESHES = ("data=8", "tensor=8", "fsdp=8", "data=2,tensor=4")
 
 
-def run_worker(meshes, devices, distil_meshes=(), *extra):
+def run_worker(meshes, devices, distil_meshes=(), extra=()):
     env = cpu_devices_env(devices)
     proc = subprocess.run([sys.executable, str(WORKER), "--meshes", ";".join(meshes),
                            "--distil_meshes", ";".join(distil_meshes), *extra], env=env,
@@ -62,7 +62,7 @@ def test_heads_that_do_not_divide_the_tensor_axis_still_split():
     """12 heads on tensor=8 (BERT-Base's case): the attention projections keep their heads axis
     (no flattened [M,K]×[K,N] matmul) so each device computes its own heads (flattened: ×1.26
     data=8's FLOPs here, ×1.15 for BERT-Large → BERT-Base)."""
-    reports, _ = run_worker(["data=8", "tensor=8"], 8, (), "--heads", "12", "--steps", "0")
+    reports, _ = run_worker(["data=8", "tensor=8"], 8, extra=("--heads", "12", "--steps", "0"))
     ratio = reports["tensor=8"]["flops"] / reports["data=8"]["flops"]
     assert ratio <= 1.1, ratio
 

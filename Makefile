@@ -27,7 +27,7 @@ test-fast: install assets
 	$(PY) -m pytest -q -m "not slow" tests
 
 demo: install assets
-	$(VENV)/bin/distill recipe --config experiments/recipe.py:demo --workdir runs/demo
+	$(VENV)/bin/distill recipe --config recipe.py:demo --workdir runs/demo
 
 bench: install assets
 	$(PY) benchmarks/run.py --out docs/benchmarks.md

@@ -53,7 +53,7 @@ from distill import defaults, host_memory  # noqa: E402
 
 host_memory.reuse_freed_memory()  # as the `distill` programs do; before JAX starts (below)
 from distill.distillation import DistillTask  # noqa: E402
-from distill.tasks.common import ModelSpec  # noqa: E402
+from distill.models import ModelSpec  # noqa: E402
 from distill.tasks.pretrain import MaskedLMTask  # noqa: E402
 from distill.trainer import Trainer, place_batch  # noqa: E402
 from flaxbert import Model, get_config  # noqa: E402
@@ -429,11 +429,9 @@ def distill_section(students, peak):
 
 def real_text_batches(pack: bool, batch: int, sentences_per_document: int | None = None,
                       cross_documents: bool | None = None):
-    """The demo's pre-training text (experiments/pretrain.py) at seq 128."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
-    import pretrain as experiment
-
+    """The demo's pre-training text (distill/experiments/pretrain.py) at seq 128."""
     from distill.data.pretraining import text_to_pretraining_dataset
+    from distill.experiments import pretrain as experiment
     from flaxbert.tokenization import load_tokenizer
 
     d = experiment.get_config("tiny").data

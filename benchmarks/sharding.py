@@ -33,7 +33,7 @@ def compile_report(teacher: str, student: str, mesh: dict, workdir: Path) -> dic
     if not report.exists():
         env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
         cmd = [sys.executable, "-m", "distill.cli", "compile", "--config",
-               "experiments/distill.py:tinybert", "--workdir", str(workdir),
+               "distill/experiments/distill.py:tinybert", "--workdir", str(workdir),
                f"--config.teacher.name={teacher}", f"--config.model.name={student}",
                f"--config.data.max_seq_length={SEQ}", f"--config.trainer.batch_size={BATCH}",
                *(f"--config.mesh.{axis}={size}" for axis, size in mesh.items())]
@@ -55,7 +55,7 @@ def main():
     gib = 2.0 ** 30
     lines = ["## Sharding: the full-size distillation steps on 8 devices (`distill compile`)", "",
              f"Written by `benchmarks/sharding.py`: `distill compile --config "
-             f"experiments/distill.py:tinybert` (hidden-state MSE, seq {SEQ}, batch {BATCH}) on 8 "
+             f"distill/experiments/distill.py:tinybert` (hidden-state MSE, seq {SEQ}, batch {BATCH}) on 8 "
              "simulated CPU devices; per-device figures from XLA's cost and memory analysis of "
              "the compiled step (nothing runs). FLOPs ratio: against data=8 of the same pair.", "",
              "| teacher → student | mesh | TFLOP / device | × data=8 | arguments GiB | "

@@ -1,9 +1,12 @@
 """`distill` — the training programs, each driven by an ml_collections config file.
 
-    distill pretrain --config experiments/pretrain.py:tiny --workdir runs/pt --config.trainer.num_steps=100
-    distill finetune --config experiments/finetune.py:sentiment --workdir runs/ft
-    distill distill  --config experiments/distill.py:... --workdir runs/kd
+    distill pretrain --config pretrain.py:tiny --workdir runs/pt --config.trainer.num_steps=100
+    distill finetune --config finetune.py:sentiment --workdir runs/ft
+    distill recipe   --config recipe.py:demo --workdir runs/demo
     distill pretrain --help   # usage, an example and every config field with its default
+
+`--config NAME.py[:ARG]` names a packaged experiment (distill/experiments/) from any folder; a path
+to a config file of your own is read as it is (an existing path wins over a packaged name).
 
 Any config field can be overridden with `--config.a.b=value`; an unknown field is an error before
 anything is built. Running the same command again in the same work directory resumes; a work
@@ -25,7 +28,7 @@ import logging
 import sys
 from pathlib import Path
 
-from distill import host_memory
+from distill import experiments, host_memory
 
 PROGRAMS = {
     "pretrain": "distill.tasks.pretrain",
@@ -44,12 +47,12 @@ TRAINING = ("pretrain", "finetune", "distill", "recipe", "sweep", "squad")
 EXPERIMENTS = {"pretrain": "pretrain.py", "finetune": "finetune.py", "distill": "distill.py",
                "recipe": "recipe.py", "sweep": "sweep_finetune.py", "squad": "squad.py",
                "eval": "finetune.py", "predict": "finetune.py", "compile": "distill.py"}
-EXPERIMENTS_DIR = Path(__file__).resolve().parents[1] / "experiments"
 HELP_FLAGS = ("--help", "-h", "--helpfull")
 VERBOSE_FLAGS = ("-v", "--verbose")
 
 USAGE = (f"usage: distill {{{','.join(PROGRAMS)}}} --config FILE.py[:ARG] --workdir DIR "
          f"[--config.FIELD=VALUE ...] [-v]\n       distill report WORKDIRS... --out DIR\n"
+         f"       distill vocab --input SPEC --out DIR\n"
          f"       distill COMMAND --help")
 
 
@@ -82,7 +85,7 @@ def _load_experiment(path: str):
 
 
 def print_help(program: str, config=None, config_path: str | None = None) -> None:
-    default = EXPERIMENTS_DIR / EXPERIMENTS[program]
+    default = experiments.DIR / EXPERIMENTS[program]
     print(f"usage: distill {program} --config FILE.py[:ARG] --workdir DIR "
           f"[--config.FIELD=VALUE ...] [-v]\n")
     print(_summary(program) + "\n")
@@ -93,16 +96,27 @@ def print_help(program: str, config=None, config_path: str | None = None) -> Non
           "  -v, --verbose            library logs on the console too (always in WORKDIR/log.txt)\n"
           "  --coordinator_address, --num_processes, --process_id\n"
           "                           multi-host (docs/multihost.md)\n")
-    print(f"example:\n  distill {program} --config {default.relative_to(EXPERIMENTS_DIR.parent)} "
-          f"--workdir runs/{program}\n")
+    print(f"example:\n  distill {program} --config {default.name} --workdir runs/{program}\n")
     if config is None and default.is_file():
         config, config_path = _load_experiment(str(default)), str(default)
     if config is not None:
         print(f"config fields of {config_path} (with their defaults):")
         print("\n".join(config_fields(config)))
-        print(f"\nother experiments: `distill {program} --config FILE.py:ARG --help` lists theirs")
+        print(f"\nother experiments: `distill {program} --config FILE.py:ARG --help` lists theirs; "
+              f"packaged: {', '.join(experiments.names())}")
     else:
         print(f"to see a config's fields: distill {program} --config FILE.py[:ARG] --help")
+
+
+def _resolve_config(argv: list[str]) -> list[str]:
+    """`--config NAME.py[:ARG]` (either flag form) with a packaged experiment's path filled in."""
+    out = list(argv)
+    for i, arg in enumerate(out):
+        if arg.startswith("--config="):
+            out[i] = "--config=" + experiments.resolve(arg.removeprefix("--config="))
+        elif arg == "--config" and i + 1 < len(out):
+            out[i + 1] = experiments.resolve(out[i + 1])
+    return out
 
 
 def _split_flags(argv: list[str], names) -> tuple[list[str], bool]:
@@ -185,15 +199,53 @@ def _report(argv: list[str]) -> None:
         raise SystemExit(f"distill report: {e}") from None
 
 
+def _vocab(argv: list[str]) -> None:
+    import argparse
+
+    from distill.data.sources import read_documents
+    from flaxbert.tokenization import train_sentencepiece, train_wordpiece
+    parser = argparse.ArgumentParser(
+        prog="distill vocab", description="train a WordPiece vocab or a SentencePiece model on "
+        "a text source", epilog="example: distill vocab --input vader:~/.cache/flaxbert/assets/"
+        "vader --out vocab --vocab-size 8000")
+    parser.add_argument("--input", required=True,
+                        help="a text source spec: text:PATH, jsonl:PATH, vader:PATH, tfds:NAME")
+    parser.add_argument("--out", required=True, help="the folder to write the vocabulary to")
+    parser.add_argument("--kind", choices=("wordpiece", "sentencepiece"), default="wordpiece",
+                        help="the vocabulary kind")
+    parser.add_argument("--vocab-size", type=int, default=30522, help="tokens in the vocabulary")
+    parser.add_argument("--model-type", choices=("unigram", "bpe"), default="unigram",
+                        help="the SentencePiece model type")
+    parser.add_argument("--cased", action="store_true", help="keep case (default: lowercase)")
+    args = parser.parse_args(argv)
+    try:
+        sentences = [s for doc in read_documents(args.input) for s in doc]
+        if args.kind == "wordpiece":
+            tok = train_wordpiece(sentences, args.vocab_size, args.out, lowercase=not args.cased)
+        else:
+            tok = train_sentencepiece(sentences, args.vocab_size, args.out,
+                                      model_type=args.model_type, lowercase=not args.cased)
+    except (ValueError, OSError) as e:
+        raise SystemExit(f"distill vocab: {' '.join(str(e).split())}") from None
+    print(f"trained a {args.kind} vocabulary of {tok.vocab_size} tokens on {len(sentences)} "
+          f"sentences into {args.out}")
+
+
+#: Commands with their own flags (no config file): name -> (runner, one-line summary).
+TOOLS = {"report": (_report, "collect recipe runs into one table and plots"),
+         "vocab": (_vocab, "train a WordPiece vocab or a SentencePiece model on a text source")}
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv if argv is None else argv)
-    if len(argv) > 1 and argv[1] == "report":
-        return _report(argv[2:])
+    if len(argv) > 1 and argv[1] in TOOLS:
+        return TOOLS[argv[1]][0](argv[2:])
     if len(argv) > 1 and argv[1] in HELP_FLAGS:
         print(__doc__.strip() + "\n\n" + USAGE + "\n\ncommands:")
         for program in PROGRAMS:
             print(f"  {program:9s} {_summary(program).splitlines()[0]}")
-        print(f"  {'report':9s} collect recipe runs into one table and plots")
+        for name, (_, summary) in TOOLS.items():
+            print(f"  {name:9s} {summary}")
         return
     if len(argv) < 2 or argv[1] not in PROGRAMS:
         print(USAGE, file=sys.stderr)
@@ -206,6 +258,7 @@ def main(argv: list[str] | None = None) -> None:
     from absl import flags
     from ml_collections import config_flags
 
+    argv = _resolve_config(argv)
     flags_ = flags.FlagValues()
     config_flags.DEFINE_config_file("config", None, "experiment config file", flag_values=flags_,
                                     lock_config=True, sys_argv=argv)
@@ -234,12 +287,13 @@ def main(argv: list[str] | None = None) -> None:
         return
     if config is None or flags_.workdir is None:
         raise SystemExit(f"distill {program}: --config and --workdir are required\n{USAGE}")
+    from distill import models
     from distill.tasks import common
     from distill.trainer import EXIT_PREEMPTED, CheckpointUnreadable, Preempted, TrainingDiverged
     try:  # before anything is built or written
         common.check_workdir(flags_.workdir, config if program in TRAINING else None)
         if "model" in config:
-            common.check_model_overrides(config.model)
+            models.check_model_overrides(config.model)
     except ValueError as e:
         raise SystemExit(f"distill {program}: {e}") from None
     from distill import distributed

@@ -27,8 +27,8 @@ import jax.numpy as jnp
 
 from distill import losses
 from distill.layer_maps import layer_pairs
-from distill.tasks.common import ModelSpec
-from distill.tasks.pretrain import masked_lm_terms
+from distill.losses import masked_lm_terms
+from distill.models import ModelSpec
 from flaxbert.params import logical_axes
 from flaxbert.partitioning import constrain
 

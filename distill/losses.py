@@ -273,3 +273,21 @@ def variance_statistic_l1(student_hidden, teacher_hidden, mask):
     real tokens."""
     diff = jnp.var(_f32(student_hidden), -1) - jnp.var(_f32(teacher_hidden), -1)
     return _token_mean(jnp.abs(diff), mask)
+
+
+def masked_lm_terms(mlm_logits, batch):
+    """Per-prediction negative log-likelihood and correctness, weighted by masked_lm_weights.
+    Correct = the target has the top logit (a max, cheaper than an argmax over the vocab)."""
+    logits = mlm_logits.astype(jnp.float32)
+    ids = batch["masked_lm_ids"]
+    weights = batch["masked_lm_weights"].astype(jnp.float32)
+    nll = integer_label_nll(logits, ids)
+    target = jnp.take_along_axis(logits, ids[..., None], axis=-1)[..., 0]
+    correct = jax.lax.stop_gradient(target >= logits.max(axis=-1)).astype(jnp.float32)
+    return nll * weights, correct * weights, weights
+
+
+def next_sentence_terms(nsp_logits, labels):
+    logp = jax.nn.log_softmax(nsp_logits.astype(jnp.float32), axis=-1)
+    nll = -jnp.take_along_axis(logp, labels[:, None], axis=-1)[:, 0]
+    return nll, (jnp.argmax(logp, -1) == labels).astype(jnp.float32)

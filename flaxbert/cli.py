@@ -4,7 +4,6 @@
     flaxbert embed --model MODEL_DIR --input texts.txt [--output out.npy] [--pooling mean]
     flaxbert convert SRC DST --to {hf,orbax} [--config PRESET_OR_JSON]
     flaxbert demo --model MODEL_DIR --data VADER_DIR [--sentences 2000]
-    flaxbert vocab train --input vader:DIR --out DIR [--kind sentencepiece --vocab-size 8000]
 
 Errors in what is passed in (a missing folder or file, an empty input, a bad option value) are
 printed as one line naming the command, and the exit status is non-zero.
@@ -96,7 +95,7 @@ class Embedder:
         """[N, H] float32 embeddings of `texts`, row i for texts[i]."""
         from tqdm.auto import tqdm
 
-        from distill.data.buckets import pad_batch
+        from flaxbert.buckets import pad_batch
 
         texts = [texts] if isinstance(texts, str) else list(texts)
         hidden = self.model.config.hidden_size
@@ -233,20 +232,6 @@ def _demo(args) -> None:
           f"{done - loaded:.1f}s)")
 
 
-def _vocab_train(args) -> None:
-    from distill.data.sources import read_documents
-    from flaxbert.tokenization import train_sentencepiece, train_wordpiece
-
-    sentences = [s for doc in read_documents(args.input) for s in doc]
-    if args.kind == "wordpiece":
-        tok = train_wordpiece(sentences, args.vocab_size, args.out, lowercase=not args.cased)
-    else:
-        tok = train_sentencepiece(sentences, args.vocab_size, args.out, model_type=args.model_type,
-                                  lowercase=not args.cased)
-    print(f"trained a {args.kind} vocabulary of {tok.vocab_size} tokens on {len(sentences)} "
-          f"sentences into {args.out}")
-
-
 #: One example per command, shown by `flaxbert COMMAND --help`.
 EXAMPLES = {
     "info": "flaxbert info ~/.cache/flaxbert/assets/all-MiniLM-L6-v2",
@@ -255,8 +240,6 @@ EXAMPLES = {
     "convert": "flaxbert convert uncased_L-2_H-128_A-2 bert_tiny_hf --to hf",
     "demo": "flaxbert demo --model ~/.cache/flaxbert/assets/all-MiniLM-L6-v2 "
             "--data ~/.cache/flaxbert/assets/vader",
-    "vocab train": "flaxbert vocab train --input vader:~/.cache/flaxbert/assets/vader --out vocab "
-                   "--vocab-size 8000",
 }
 
 
@@ -305,22 +288,6 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--k", type=int, default=3, help="neighbours shown per query")
     demo.add_argument("--batch-size", type=int, default=64, help="texts per forward pass")
     demo.set_defaults(run=_demo)
-    vocab = sub.add_parser("vocab", help="vocabularies", description="vocabularies",
-                           epilog=f"example:\n  {EXAMPLES['vocab train']}",
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
-    vocab = vocab.add_subparsers(dest="action", required=True)
-    train = command(vocab, "train", "train a WordPiece vocab or a SentencePiece model",
-                    "vocab train")
-    train.add_argument("--input", required=True,
-                       help="a text source spec: text:PATH, jsonl:PATH, vader:PATH, tfds:NAME")
-    train.add_argument("--out", required=True, help="the folder to write the vocabulary to")
-    train.add_argument("--kind", choices=("wordpiece", "sentencepiece"), default="wordpiece",
-                       help="the vocabulary kind")
-    train.add_argument("--vocab-size", type=int, default=30522, help="tokens in the vocabulary")
-    train.add_argument("--model-type", choices=("unigram", "bpe"), default="unigram",
-                       help="the SentencePiece model type")
-    train.add_argument("--cased", action="store_true", help="keep case (default: lowercase)")
-    train.set_defaults(run=_vocab_train)
     return parser
 
 

@@ -50,8 +50,9 @@ def from_pretrained(path: str | Path, heads: Sequence[str] | None = None, num_la
         from flaxbert.checkpoints import google
 
         if google.detect_format(path) != "hf":
-            return google.from_pretrained(path, heads, num_labels, dtype=dtype,
-                                          param_dtype=param_dtype, tokenizer=tokenizer, seed=seed)
+            return Pretrained(*google.from_pretrained(
+                path, heads, num_labels, dtype=dtype, param_dtype=param_dtype, tokenizer=tokenizer,
+                seed=seed))
     if not path.is_dir():
         raise FileNotFoundError(f"model folder {path} does not exist")
     config = load_config(path / "config.json")

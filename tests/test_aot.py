@@ -24,7 +24,7 @@ def parameter_bytes(preset: str) -> int:
 def test_compile_reports_memory_per_device_for_large_teacher_and_small_student(tmp_path):
     env = cpu_devices_env(8)
     cmd = [sys.executable, "-m", "distill.cli", "compile", "--config",
-           "experiments/distill.py:tinybert", "--workdir", str(tmp_path),
+           "distill/experiments/distill.py:tinybert", "--workdir", str(tmp_path),
            "--config.teacher.name=large", "--config.model.name=small",
            "--config.mesh.data=2", "--config.mesh.fsdp=4", "--config.trainer.batch_size=32",
            "--config.data.max_seq_length=128"]

@@ -3,7 +3,7 @@ directory is lost, overwritten or half-created. The matrix is a table: the next 
 
 Each row: (command line, what to set up first, a substring the error must contain). In the
 command line, {tmp} is the test's folder, {minilm} the all-MiniLM-L6-v2 folder and {pretrain}
-experiments/pretrain.py; setups write the files the row names.
+distill/experiments/pretrain.py; setups write the files the row names.
 """
 
 import hashlib
@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-EXPERIMENTS = Path(__file__).parents[1] / "experiments"
+from distill import experiments
+
+EXPERIMENTS = experiments.DIR
 TINY = ["--config={pretrain}:tiny", "--workdir={tmp}/run"]
 
 MATRIX = [
@@ -43,7 +45,7 @@ MATRIX = [
      "input file {tmp}/missing.txt does not exist"),
     (["flaxbert", "embed", "--model={minilm}", "--input={tmp}/latin1.txt"], "latin1",
      "input file {tmp}/latin1.txt is not UTF-8: line 2, column 7 has the byte 0xe9"),
-    (["flaxbert", "vocab", "train", "--input=text:{tmp}/latin1.txt", "--out={tmp}/vocab"],
+    (["distill", "vocab", "--input=text:{tmp}/latin1.txt", "--out={tmp}/vocab"],
      "latin1", "text file {tmp}/latin1.txt is not UTF-8: line 2, column 7"),
     (["flaxbert", "embed", "--model={tmp}/nope", "--input={tmp}/texts.txt"], "texts",
      "nope"),

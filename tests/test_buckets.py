@@ -1,10 +1,10 @@
-"""distill.data.buckets: bucket choice, trim/pad of packed batches, length-grouped order."""
+"""flaxbert.buckets: bucket choice, trim/pad of packed batches, length-grouped order."""
 
 import numpy as np
 import pytest
 
-from distill.data.buckets import bucket_length, length_bucketed_order, pad_batch
 from distill.data.features import eval_batches, in_file_order, train_batches
+from flaxbert.buckets import bucket_length, length_bucketed_order, pad_batch
 
 
 def test_bucket_length():

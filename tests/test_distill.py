@@ -3,7 +3,6 @@ layer maps, student initialisation, and (slow) real-teacher sentence-embedding d
 
 import json
 import shutil
-from pathlib import Path
 
 import jax
 import ml_collections
@@ -11,9 +10,9 @@ import numpy as np
 import pytest
 
 from distill import defaults, distillation, layer_maps, student_init
+from distill.models import ModelSpec
 from distill.tasks import distill as kd
-from distill.tasks.common import ModelSpec
-from distill.tasks.recipe import derived
+from distill.tasks.common import derived
 from flaxbert import Model, init_params
 from flaxbert.configs import BertConfig
 from flaxbert.params import flatten
@@ -735,19 +734,14 @@ def test_top_k_fingerprint_follows_the_corpus_bytes_not_its_paths(tmp_path, monk
 @pytest.mark.slow
 def test_progressive_transfer_on_real_text_lowers_each_stages_layer_loss(
         tmp_path, minilm_dir, vader_dir, small_raw_text):
-    """experiments/distill.py:mobilebert_pkt (narrow IB-BERT teacher, random here; narrow
+    """distill/experiments/distill.py:mobilebert_pkt (narrow IB-BERT teacher, random here; narrow
     MobileBERT student, embeddings and MLM head copied from the teacher, LAMB with a warmup
     restarted every stage, lower layers frozen) on real VADER text, 4 stages × 8 steps: each
     stage lowers the held-out loss of the layer it trains, and at the end every layer's is
     below its value at the start."""
-    import importlib.util
-
+    from distill.experiments import pretrain as module
     from flaxbert.mobilebert import MobileBertConfig
 
-    spec = importlib.util.spec_from_file_location(
-        "distill_experiments", Path(__file__).parents[1] / "experiments" / "distill.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     teacher_dir = tmp_path / "ib_bert"
     teacher = Model(MobileBertConfig(**{**module.NARROW_IB_BERT, "vocab_size": 30522}), heads=("mlm",))
     save_pretrained(teacher_dir, teacher, init_params(teacher, 6), load_tokenizer(minilm_dir / "vocab.txt"))

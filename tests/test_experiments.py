@@ -7,6 +7,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from distill import experiments
 from distill.cli import main
 from distill.defaults import VADER
 from distill.tasks import recipe
@@ -15,7 +16,7 @@ from flaxbert.configs import BertConfig
 from flaxbert.pretrained import from_pretrained, save_pretrained
 from flaxbert.tokenization import load_tokenizer
 
-EXPERIMENTS = Path(__file__).parents[1] / "experiments"
+EXPERIMENTS = experiments.DIR
 SMALL = "{'hidden_size': 32, 'num_hidden_layers': 2, 'num_attention_heads': 2, 'intermediate_size': 64}"
 ONE_STEP = ["--config.trainer.num_steps=1", "--config.trainer.batch_size=8"]
 

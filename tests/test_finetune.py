@@ -3,7 +3,6 @@ all-MiniLM-L6-v2 teacher learns the movie-snippet task and teaches a student (sl
 the full-epoch figure is in `make demo`'s table)."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,13 +14,8 @@ SMALL = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "i
 
 
 def config(**changes):
-    import importlib.util
-    from pathlib import Path
-    spec = importlib.util.spec_from_file_location(
-        "finetune_exp", Path(__file__).parents[1] / "experiments" / "finetune.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    cfg = module.get_config("sentiment")
+    from distill.experiments import finetune as experiment
+    cfg = experiment.get_config("sentiment")
     cfg.model.name = "tiny"
     cfg.model.overrides = SMALL
     cfg.trainer.update(dict(num_steps=12, batch_size=16, checkpoint_every=4, eval_every=6, log_every=1))
@@ -110,7 +104,7 @@ def test_eval_and_predict_use_the_best_checkpoint(tmp_path):
     from distill.cli import main
 
     result = finetune.run(config(**{"trainer.num_steps": 4}), tmp_path)
-    experiment = f"--config={Path(__file__).parents[1] / 'experiments' / 'finetune.py:sentiment'}"
+    experiment = "--config=finetune.py:sentiment"
     common = [experiment, f"--workdir={tmp_path}", "--config.model.name=tiny",
               f"--config.model.overrides={SMALL}", "--config.trainer.batch_size=16"]
     main(["distill", "eval", *common])

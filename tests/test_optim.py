@@ -17,7 +17,7 @@ from flaxbert.params import stack_layers
 
 def _params(scan=False, layers=1):
     """A real (tiny) BERT with an MLM head, unboxed: the names the optimizer sees in training."""
-    from distill.tasks.common import ModelSpec
+    from distill.models import ModelSpec
     cfg = defaults.model("tiny", scan_layers=scan, overrides={
         "vocab_size": 64, "max_position_embeddings": 16, "num_hidden_layers": layers,
         "hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2})

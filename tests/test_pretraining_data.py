@@ -7,7 +7,6 @@ short_seq_prob 0.1, NSP random-next with probability 0.5, truncation from the lo
 """
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -488,20 +487,18 @@ def test_real_whole_word_masking(vader_dir, real_tokenizer, movie_sentences):
 
 
 def test_sentencepiece_vocab_drives_a_pretraining_run(tmp_path, vader_dir):
-    """`flaxbert vocab train` on the real sentences, then a short pre-training run on it."""
+    """`distill vocab` on the real sentences, then a short pre-training run on it."""
 
 
     from distill.cli import main as distill_main
-    from flaxbert.cli import main as flaxbert_main
     from flaxbert.tokenization import load_tokenizer
 
     source = f"vader:{vader_dir / 'tweets_GroundTruth.txt'}"
-    flaxbert_main(["vocab", "train", "--input", source, "--out", str(tmp_path / "spm"),
+    distill_main(["distill", "vocab", "--input", source, "--out", str(tmp_path / "spm"),
                    "--kind", "sentencepiece", "--vocab-size", "2000"])
     tok = load_tokenizer(tmp_path / "spm")
     assert tok.vocab_size == 2000
-    experiments = Path(__file__).parents[1] / "experiments"
-    distill_main(["distill", "pretrain", f"--config={experiments / 'pretrain.py:tiny'}",
+    distill_main(["distill", "pretrain", "--config=pretrain.py:tiny",
                   f"--workdir={tmp_path / 'run'}", f"--config.data.vocab={tmp_path / 'spm'}",
                   f"--config.data.train={source}", f"--config.data.eval={source}",
                   "--config.data.max_seq_length=32", "--config.data.dupe_factor=1",

@@ -164,7 +164,8 @@ def test_a_gs_workdir_stays_a_url_for_config_metrics_outputs_and_checkpoints(fak
     import ml_collections
 
     from distill import defaults
-    from distill.tasks.common import ModelSpec, atomic_output, prepare_workdir, write_json
+    from distill.models import ModelSpec
+    from distill.tasks.common import atomic_output, prepare_workdir, write_json
     from distill.trainer import MetricWriter, checkpoint_dir, read_metrics
     from flaxbert.pretrained import save_pretrained
 

@@ -546,8 +546,7 @@ def test_span_model_trains_and_decodes_end_to_end(tmp_path, minilm_dir):
         for i, (c, qas) in enumerate(contexts)]}]}
     path = tmp_path / "train-v1.1.json"
     path.write_text(json.dumps(data))
-    experiment = Path(__file__).parents[1] / "experiments" / "squad.py:v1"
-    main(["distill", "squad", f"--config={experiment}", f"--workdir={tmp_path / 'run'}",
+    main(["distill", "squad", "--config=squad.py:v1", f"--workdir={tmp_path / 'run'}",
           "--config.model.name=tiny", f"--config.data.vocab={minilm_dir / 'vocab.txt'}",
           "--config.model.overrides={'hidden_size': 64, 'num_attention_heads': 2, "
           "'intermediate_size': 128, 'num_hidden_layers': 2}",

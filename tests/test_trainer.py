@@ -72,7 +72,7 @@ def _tiny_trainer(tmp_path, **trainer):
     import ml_collections
 
     from distill import defaults
-    from distill.tasks.common import ModelSpec
+    from distill.models import ModelSpec
     from distill.tasks.pretrain import MaskedLMTask
     from distill.trainer import Trainer
 

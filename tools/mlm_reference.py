@@ -2,11 +2,11 @@
 makes, with the same optimizer and schedule, and prints its loss beside a flaxbert run's: a check
 that our pre-training dynamics are the reference's, not only our forward pass.
 
-    distill pretrain --config experiments/pretrain.py:tiny,corpora --workdir runs/pt_64 \
+    distill pretrain --config pretrain.py:tiny,corpora --workdir runs/pt_64 \
         --config.data.pack=False --config.data.max_seq_length=64 \
         --config.data.max_predictions_per_seq=10 --config.trainer.num_steps=1250 \
         --config.trainer.log_every=125
-    python tools/mlm_reference.py --config experiments/pretrain.py:tiny,corpora \
+    python tools/mlm_reference.py --config pretrain.py:tiny,corpora \
         --flaxbert_run runs/pt_64 --config.data.pack=False --config.data.max_seq_length=64 \
         --config.data.max_predictions_per_seq=10 --config.trainer.num_steps=1250 \
         --config.trainer.log_every=125

@@ -22,8 +22,8 @@ import grain
 import jax
 import numpy as np
 
-from distill.data.buckets import DEFAULT_BUCKETS, length_bucketed_order, pad_batch
 from distill.data.tasks import Example
+from flaxbert.buckets import DEFAULT_BUCKETS, length_bucketed_order, pad_batch
 from flaxbert.tokenization import Preprocessor
 
 

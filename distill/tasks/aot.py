@@ -1,7 +1,7 @@
 """Ahead-of-time compile check: per-device memory of a config's train step before the job starts.
 
     XLA_FLAGS=--xla_force_host_platform_device_count=8 distill compile \\
-        --config experiments/distill.py:tinybert --workdir runs/aot \\
+        --config distill.py:tinybert --workdir runs/aot \\
         --config.teacher.name=large --config.model.name=small --config.mesh.fsdp=4
 
 The step is lowered and compiled for abstract parameters, optimizer state, teacher and batch on
@@ -26,7 +26,8 @@ import jax
 import jax.numpy as jnp
 
 from distill.distillation import DistillTask, heads_needed
-from distill.tasks.common import ModelSpec, dtype, prepare_workdir, write_json
+from distill.models import ModelSpec, dtype
+from distill.tasks.common import prepare_workdir, write_json
 from distill.tasks.pretrain import MaskedLMTask
 from distill.trainer import Trainer
 from flaxbert.configs import get_config, load_config

@@ -1,7 +1,7 @@
 """`distill distill`: distils config.teacher into config.model, from config.
 
-    distill distill --config experiments/distill.py:task --workdir runs/kd          # transfer set
-    distill distill --config experiments/distill.py:distilbert --workdir runs/db    # raw text
+    distill distill --config distill.py:task --workdir runs/kd          # transfer set
+    distill distill --config distill.py:distilbert --workdir runs/db    # raw text
 
 Two kinds of data: a sentence transfer set (`data.transfer`: task distillation, optionally with
 the task's labelled training rows) or raw text (`data.train`/`data.eval` with the fields of
@@ -38,8 +38,9 @@ from distill.data.features import (
 from distill.data.transfer import transfer_examples
 from distill.distillation import DistillTask, check_data, heads_needed
 from distill.distributed import host_copy
+from distill.models import ModelSpec
 from distill.tasks import pretrain
-from distill.tasks.common import ModelSpec, atomic_output, plot_curves, prepare_workdir, write_json
+from distill.tasks.common import atomic_output, plot_curves, prepare_workdir, write_json
 from distill.tasks.finetune import derive_num_steps, dev_splits, load_splits
 from distill.trainer import Trainer
 from flaxbert.params import stack_layers

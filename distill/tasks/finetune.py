@@ -1,7 +1,7 @@
 """Fine-tuning for sentence(-pair) classification and regression (GLUE-style), with evaluation on
 dev during training, best-checkpoint selection on the task's main metric, and test predictions.
 
-    distill finetune --config experiments/finetune.py:sentiment --workdir runs/ft \
+    distill finetune --config finetune.py:sentiment --workdir runs/ft \
         --config.model.name=runs/pretrain_tiny/export
 
 `config.model.name` is a preset (random init: "from scratch"), or any folder `from_pretrained`
@@ -31,8 +31,8 @@ from distill.data.features import (
     train_batches,
 )
 from distill.distributed import host_copy
+from distill.models import ModelSpec
 from distill.tasks.common import (
-    ModelSpec,
     as_path,
     atomic_output,
     plot_curves,

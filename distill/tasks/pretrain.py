@@ -1,6 +1,6 @@
 """Masked-LM (+ optional NSP) pre-training, BERT's recipe, on the shared trainer.
 
-    distill pretrain --config experiments/pretrain.py:bert_tiny --workdir runs/pretrain_tiny
+    distill pretrain --config pretrain.py:bert_tiny --workdir runs/pretrain_tiny
 
 The run folder ends with `export/` (HF layout, loadable by `from_pretrained` and transformers),
 `curves.png` (loss and MLM accuracy) and `result.json` (held-out MLM accuracy next to the
@@ -20,29 +20,12 @@ import numpy as np
 from distill import losses
 from distill.data.pretraining import text_to_pretraining_dataset
 from distill.distributed import host_copy
-from distill.tasks.common import ModelSpec, atomic_output, plot_curves, prepare_workdir, write_json
+from distill.models import ModelSpec
+from distill.tasks.common import atomic_output, plot_curves, prepare_workdir, write_json
 from distill.trainer import Trainer
 from flaxbert.pretrained import save_pretrained
 
 log = logging.getLogger(__name__)
-
-
-def masked_lm_terms(mlm_logits, batch):
-    """Per-prediction negative log-likelihood and correctness, weighted by masked_lm_weights.
-    Correct = the target has the top logit (a max, cheaper than an argmax over the vocab)."""
-    logits = mlm_logits.astype(jnp.float32)
-    ids = batch["masked_lm_ids"]
-    weights = batch["masked_lm_weights"].astype(jnp.float32)
-    nll = losses.integer_label_nll(logits, ids)
-    target = jnp.take_along_axis(logits, ids[..., None], axis=-1)[..., 0]
-    correct = jax.lax.stop_gradient(target >= logits.max(axis=-1)).astype(jnp.float32)
-    return nll * weights, correct * weights, weights
-
-
-def next_sentence_terms(nsp_logits, labels):
-    logp = jax.nn.log_softmax(nsp_logits.astype(jnp.float32), axis=-1)
-    nll = -jnp.take_along_axis(logp, labels[:, None], axis=-1)[:, 0]
-    return nll, (jnp.argmax(logp, -1) == labels).astype(jnp.float32)
 
 
 class MaskedLMTask:
@@ -69,12 +52,12 @@ class MaskedLMTask:
 
     def loss(self, params, frozen, batch, rng, den):
         out = self._forward(params, batch, rng)
-        nll, correct, _ = masked_lm_terms(out["mlm_logits"], batch)
+        nll, correct, _ = losses.masked_lm_terms(out["mlm_logits"], batch)
         mlm_loss = nll.sum() / den["mlm"]
         metrics = {"mlm_loss": mlm_loss, "mlm_accuracy": correct.sum() / den["mlm"]}
         loss = mlm_loss
         if self.nsp:
-            nsp_nll, nsp_correct = next_sentence_terms(out["nsp_logits"],
+            nsp_nll, nsp_correct = losses.next_sentence_terms(out["nsp_logits"],
                                                        batch["next_sentence_labels"])
             metrics["nsp_loss"] = nsp_nll.sum() / den["examples"]
             metrics["nsp_accuracy"] = nsp_correct.sum() / den["examples"]
@@ -83,12 +66,12 @@ class MaskedLMTask:
 
     def eval_metrics(self, params, frozen, batch):
         out = self._forward(params, batch)
-        nll, correct, weights = masked_lm_terms(out["mlm_logits"], batch)
+        nll, correct, weights = losses.masked_lm_terms(out["mlm_logits"], batch)
         metrics = {"mlm_loss": (nll.sum(), weights.sum()),
                    "mlm_accuracy": (correct.sum(), weights.sum())}
         if self.nsp:
             n = jnp.float32(batch["input_word_ids"].shape[0])
-            nsp_nll, nsp_correct = next_sentence_terms(out["nsp_logits"],
+            nsp_nll, nsp_correct = losses.next_sentence_terms(out["nsp_logits"],
                                                        batch["next_sentence_labels"])
             metrics["nsp_accuracy"] = (nsp_correct.sum(), n)
         return metrics

@@ -12,62 +12,32 @@ exists is skipped, and an interrupted stage resumes from its checkpoints, so re-
 command continues where it stopped. The table (markdown + JSON) and plots go to the work
 directory.
 
-    distill recipe --config experiments/recipe.py:demo --workdir runs/demo
+    distill recipe --config recipe.py:demo --workdir runs/demo
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
 from pathlib import Path
 
 import jax
 import ml_collections
 import numpy as np
 
-from distill.tasks import common, finetune, pretrain
+from distill.tasks import common, finetune, pretrain, sweep
 from distill.tasks import distill as distill_task
+from distill.tasks.common import derived, stage
 
 log = logging.getLogger(__name__)
 
 METHODS = ("scratch", "pt_ft", "kd", "pd")
 
 
-def stage(workdir: Path, name: str, program, config) -> dict:
-    """Runs one stage unless its result exists; returns its result with the wall time."""
-    folder = common.as_path(workdir) / name
-    done = folder / "result.json"
-    if done.exists():
-        log.info("stage %s: done earlier (%s)", name, done)
-        return json.loads(done.read_text())
-    log.info("stage %s: running in %s", name, folder)
-    start = time.perf_counter()
-    result = program.run(config, folder)
-    result["wall_seconds"] = time.perf_counter() - start
-    if jax.process_index() == 0:
-        common.write_json(done, result)
-    return result
-
-
-def derived(base: ml_collections.ConfigDict, **changes) -> ml_collections.ConfigDict:
-    """A copy of a stage config with dotted-path changes ({"trainer.seed": 1, ...})."""
-    config = ml_collections.ConfigDict(base.to_dict())
-    for path, value in changes.items():
-        node = config
-        *parents, leaf = path.split(".")
-        for p in parents:
-            node = node[p]
-        node[leaf] = value
-    return config
-
-
 def tuned_finetune(workdir: Path, name: str, config, learning_rates) -> dict:
     """Fine-tunes once per learning rate of the grid (the sweep program, one seed, the config's
     batch size) and keeps the run dev picks: its result (test included) with its `lr` and every
     lr's dev score. An empty grid fine-tunes once at the config's own lr."""
-    from distill.tasks import sweep  # sweep builds on this module's stage()
-
     if not learning_rates:
         result = stage(workdir, name, finetune, config)
         return {**result, "lr": float(config.optimizer.lr)}
@@ -88,7 +58,7 @@ def export_pretraining_checkpoint(config, pt_workdir: Path, step: int) -> Path:
     (`trainer.keep_checkpoints`)."""
     import orbax.checkpoint as ocp
 
-    from distill.tasks.common import ModelSpec
+    from distill.models import ModelSpec
     from distill.trainer import Trainer
     from flaxbert.pretrained import save_pretrained
     from flaxbert.tokenization import load_tokenizer

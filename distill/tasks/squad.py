@@ -1,7 +1,7 @@
 """Extractive QA (SQuAD v1.1 / v2.0) on the shared trainer: a span head over every token,
 windowed features, n-best decoding and the official EM / F1.
 
-    distill squad --config experiments/squad.py:v1 --workdir runs/squad \
+    distill squad --config squad.py:v1 --workdir runs/squad \
         --config.task.train=train-v1.1.json --config.task.dev=dev-v1.1.json
 """
 
@@ -16,7 +16,8 @@ import jax.numpy as jnp
 from distill.data import squad
 from distill.data.features import eval_batches, in_file_order, train_batches
 from distill.distributed import host_copy
-from distill.tasks.common import ModelSpec, atomic_output, prepare_workdir, write_json
+from distill.models import ModelSpec
+from distill.tasks.common import atomic_output, prepare_workdir, write_json
 from distill.tasks.finetune import derive_num_steps
 from distill.trainer import Trainer
 from flaxbert.pretrained import save_pretrained

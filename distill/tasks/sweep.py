@@ -2,7 +2,7 @@
 with the best cell picked on dev by the mean over seeds — small tasks swing by points between
 seeds, so one seed per cell would pick noise.
 
-    distill sweep --config experiments/sweep_finetune.py:sentiment --workdir runs/sweep
+    distill sweep --config sweep_finetune.py:sentiment --workdir runs/sweep
 
 Each run is its own folder (`lr{lr}_bs{bs}_seed{seed}`) and is skipped when finished, so the sweep
 resumes. Results: `sweep.md` and `sweep.json` (every cell's mean ± std, the best cell).
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from distill.tasks import common, finetune
-from distill.tasks.recipe import derived, stage
+from distill.tasks.common import derived, stage
 
 
 def run(config, workdir: str | Path) -> dict:

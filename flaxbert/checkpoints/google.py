@@ -522,13 +522,12 @@ def from_pretrained(
     tokenizer: bool = True,
     seed: int = 0,
 ):
-    """`flaxbert.pretrained.from_pretrained` for Google formats: the same `Pretrained` tuple."""
+    """`flaxbert.pretrained.from_pretrained`'s work for Google formats: (model, params, tokenizer)."""
     import jax
     import jax.numpy as jnp
 
     from flaxbert.heads import Model
     from flaxbert.params import init_params
-    from flaxbert.pretrained import Pretrained
 
     path = Path(path)
     config, have, pooler, params, vocab_dir, fmt = load(path, config)
@@ -554,7 +553,7 @@ def from_pretrained(
     tok = None
     if tokenizer:
         tok = _tokenizer(vocab_dir, config, path, fmt)
-    return Pretrained(model, tree, tok)
+    return model, tree, tok
 
 
 def _tokenizer(vocab_dir: Path, config, path: Path, fmt: str):

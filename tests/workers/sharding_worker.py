@@ -11,7 +11,6 @@ Every mesh trains the same model from the same seed on the same batches, so the 
 """
 
 import argparse
-import importlib.util
 import json
 import tempfile
 from pathlib import Path
@@ -20,8 +19,8 @@ import ml_collections
 import numpy as np
 
 from distill import defaults
+from distill.models import ModelSpec
 from distill.tasks.aot import batch_spec, build_task
-from distill.tasks.common import ModelSpec
 from distill.tasks.pretrain import MaskedLMTask
 from distill.trainer import Trainer
 
@@ -51,13 +50,10 @@ def config(mesh: str) -> ml_collections.ConfigDict:
 
 
 def distil_flops(mesh: str, workdir: str) -> float:
-    """Per-device FLOPs of experiments/distill.py:tinybert's step, teacher twice the student's
+    """Per-device FLOPs of distill/experiments/distill.py:tinybert's step, teacher twice the student's
     width (a 128 → 256 projection per layer pair)."""
-    path = Path(__file__).parents[2] / "experiments" / "distill.py"
-    spec = importlib.util.spec_from_file_location("distill_experiments", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    cfg = module.get_config("tinybert")
+    from distill.experiments import distill as experiment
+    cfg = experiment.get_config("tinybert")
     teacher = Path(workdir) / "teacher.json"
     teacher.write_text(json.dumps(dict(MODEL, hidden_size=256, intermediate_size=1024,
                                        model_type="bert")))

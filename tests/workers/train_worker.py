@@ -21,7 +21,7 @@ import numpy as np
 
 from distill import defaults, distributed
 from distill.data.pretraining import VocabInfo, make_pretraining_dataset
-from distill.tasks.common import ModelSpec
+from distill.models import ModelSpec
 from distill.tasks.pretrain import MaskedLMTask
 from distill.trainer import EXIT_PREEMPTED, Preempted, Trainer, read_metrics
 from flaxbert.params import flatten

@@ -1,7 +1,7 @@
 """Extractive QA fine-tuning on SQuAD v1.1 or v2.0 (the task MobileBERT is known for), from the
 official JSON files you download by hand.
 
-    distill squad --config experiments/squad.py:v1 --workdir runs/squad_tiny \
+    distill squad --config squad.py:v1 --workdir runs/squad_tiny \
         --config.model.name=runs/pd/export \
         --config.task.train=train-v1.1.json --config.task.dev=dev-v1.1.json
 
@@ -15,7 +15,7 @@ from distill import defaults
 
 def get_config(arg: str = "v1") -> ml_collections.ConfigDict:
     if arg not in ("v1", "v2"):
-        raise ValueError(f"experiments/squad.py:{arg}; expected v1 or v2")
+        raise ValueError(f"squad.py:{arg}; expected v1 or v2")
     config = ml_collections.ConfigDict()
     config.model = defaults.model(str(defaults.MINILM))
     config.task = ml_collections.ConfigDict(dict(train="", dev=""))

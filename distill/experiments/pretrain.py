@@ -1,8 +1,8 @@
 """MLM pre-training of a compact BERT (Turc et al. 2019, step 1 of Pre-trained Distillation).
 
-Any of the 24 students by name: `experiments/pretrain.py:bert_uncased_L-4_H-256_A-4`, or an alias
+Any of the 24 students by name: `pretrain.py:bert_uncased_L-4_H-256_A-4`, or an alias
 (tiny, mini, small, medium); `narrow_ib_bert` is the MobileBERT recipes' CPU-sized IB-BERT
-teacher (experiments/distill.py; pre-train it with `--config.data.nsp=True`). The held-out evaluation text is always VADER's movie snippets (the
+teacher (distill.py; pre-train it with `--config.data.nsp=True`). The held-out evaluation text is always VADER's movie snippets (the
 demo task's sentences; none of them is in the training text). Training text, by the suffix:
 
   (none)      the VADER sentences other than the movie snippets (13k tweets, NYT editorial and
@@ -11,16 +11,13 @@ demo task's sentences; none of them is in the training text). Training text, by 
               BBC, Wikipedia + those VADER sentences; 3.5 M words) and movies.txt (IMDb reviews +
               plot summaries; 1.2 M words), packed 128-token rows.
 
-    distill pretrain --config experiments/pretrain.py:tiny --workdir runs/pretrain_tiny
-    distill pretrain --config experiments/pretrain.py:tiny,corpora --workdir runs/pt_tiny_corpora
+    distill pretrain --config pretrain.py:tiny --workdir runs/pretrain_tiny
+    distill pretrain --config pretrain.py:tiny,corpora --workdir runs/pt_tiny_corpora
 
 Expected (BERT-Tiny, 2,000 steps of 32 × 128 tokens, about 4 minutes on 2 CPU cores): held-out
 MLM accuracy ≈ 0.30, far above the most-frequent-token baseline (≈ 0.05). For `tiny,corpora`
 see the pre-training curve in experiments/README.md.
 """
-
-import importlib.util
-from pathlib import Path
 
 import ml_collections
 
@@ -32,21 +29,19 @@ CORPORA = common.ASSETS / "corpora"
 CORPORA_TRAIN = f"text:{CORPORA / 'general.txt'},{CORPORA / 'movies.txt'}"
 
 
-def _narrow_ib_bert() -> dict:
-    """The MobileBERT recipes' CPU-sized IB-BERT teacher (its one home: experiments/distill.py)."""
-    spec = importlib.util.spec_from_file_location("distill_recipes",
-                                                  Path(__file__).with_name("distill.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.NARROW_IB_BERT
+# The MobileBERT recipes' CPU-sized IB-BERT teacher (distill.py's NARROW_MOBILEBERT is its
+# student): 4 layers, the inter-block width and embeddings of the student, so PKT can copy them.
+NARROW_IB_BERT = dict(num_hidden_layers=4, hidden_size=128, embedding_size=64,
+                      intra_bottleneck_size=256, intermediate_size=1024, num_attention_heads=4,
+                      max_position_embeddings=128)
 
 
 def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     name, _, data = arg.partition(",")
     if data not in ("", "corpora"):
-        raise ValueError(f"experiments/pretrain.py:{arg}; expected MODEL or MODEL,corpora")
+        raise ValueError(f"pretrain.py:{arg}; expected MODEL or MODEL,corpora")
     config = ml_collections.ConfigDict()
-    config.model = (common.model("ib_bert", overrides=_narrow_ib_bert()) if name == "narrow_ib_bert"
+    config.model = (common.model("ib_bert", overrides=NARROW_IB_BERT) if name == "narrow_ib_bert"
                     else common.model(name))
     config.data = ml_collections.ConfigDict(dict(
         vocab=str(common.MINILM / "vocab.txt"),

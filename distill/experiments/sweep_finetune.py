@@ -1,9 +1,9 @@
 """The compact models' fine-tuning grid (Turc et al. 2019 release): batch {8,16,32,64,128} ×
 lr {3e-4,1e-4,5e-5,3e-5}, 4 epochs, over seeds; the best cell is chosen on dev by its mean.
 
-    distill sweep --config experiments/sweep_finetune.py:sentiment --workdir runs/sweep_tiny \
+    distill sweep --config sweep_finetune.py:sentiment --workdir runs/sweep_tiny \
         --config.finetune.model.name=tiny
-    distill sweep --config experiments/sweep_finetune.py:sentiment --workdir runs/ft_grid \
+    distill sweep --config sweep_finetune.py:sentiment --workdir runs/ft_grid \
         --config.finetune.model.name=runs/pt/export --config.sweep.batch_sizes="(32,)" \
         --config.sweep.seeds="(0,)"      # the paper's four lrs at one batch size and seed
 
@@ -11,19 +11,15 @@ Expected: the 20 × 3 runs of BERT-Tiny on the demo sentiment task take about an
 cores; `small` (2 lrs × 2 batches × 2 seeds) takes a few minutes.
 """
 
-import importlib.util
-from pathlib import Path
-
 import ml_collections
+
+from distill.experiments import finetune
 
 
 def get_config(arg: str = "sentiment") -> ml_collections.ConfigDict:
     task, _, size = arg.partition(",")
-    spec = importlib.util.spec_from_file_location("finetune_exp", Path(__file__).with_name("finetune.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     config = ml_collections.ConfigDict()
-    config.finetune = module.get_config(task)
+    config.finetune = finetune.get_config(task)
     config.finetune.model.name = "tiny"
     config.finetune.trainer.num_epochs = 4
     small = size == "small"

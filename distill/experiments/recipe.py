@@ -9,7 +9,7 @@ Variants (real data from `make assets`; the all-MiniLM-L6-v2 teacher; the VADER 
 task, 8,456 / 1,056 / 1,056):
 
   demo     `make demo`: BERT-Tiny, one seed; pre-training 300 steps × 32 packed 128-token rows
-           on the general + in-domain text (experiments/pretrain.py:tiny,corpora); distillation,
+           on the general + in-domain text (pretrain.py:tiny,corpora); distillation,
            1 epoch, on a 16,000-sentence sample of the in-domain transfer set + the train texts;
            student fine-tuning at lr 3e-4 × 2 epochs (a grid of one: the paper's grid has four
            lrs × 4 epochs; cut for the 20-minute budget — measured 2026-12-03, the first demo
@@ -23,8 +23,8 @@ task, 8,456 / 1,056 / 1,056):
            checkpoint of the same run.
   full     the paper's sizes (tiny … medium) on GLUE with your own data (experiments/README.md).
 
-    distill recipe --config experiments/recipe.py:demo --workdir runs/demo
-    distill recipe --config experiments/recipe.py:replica --workdir runs/replica
+    distill recipe --config recipe.py:demo --workdir runs/demo
+    distill recipe --config recipe.py:replica --workdir runs/replica
 
 Expected (demo): under 20 minutes on 2 otherwise idle CPU cores (18.0 measured from a fresh
 clone); test accuracy teacher 84.1, scratch 78.6, PT+FT 76.6, distil 78.2, PD 77.7 (one seed),
@@ -35,23 +35,9 @@ over 3 seeds: PD 81.6 ± 0.3 > scratch 79.2 ± 0.2 > distil 78.7 ± 0.4 > PT+FT 
 paper's order.
 """
 
-import importlib.util
-from pathlib import Path
-
 import ml_collections
 
-
-def _module(name: str):
-    """Another experiment file (they live beside this one, not in a package)."""
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _experiment(name: str, arg: str) -> ml_collections.ConfigDict:
-    return _module(name).get_config(arg)
-
+from distill.experiments import distill, finetune, pretrain
 
 # The paper's fine-tuning grid for the compact models (batch 32 here); every student method
 # fine-tunes at each and dev picks; the teacher keeps its tuned setting (lr 5e-5).
@@ -60,7 +46,7 @@ PAPER_LRS = (3e-4, 1e-4, 5e-5, 3e-5)
 
 def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
     if arg not in ("demo", "replica", "full"):
-        raise ValueError(f"experiments/recipe.py:{arg}; expected demo, replica or full")
+        raise ValueError(f"recipe.py:{arg}; expected demo, replica or full")
     demo, replica = arg == "demo", arg == "replica"
     config = ml_collections.ConfigDict()
     config.recipe = ml_collections.ConfigDict(dict(
@@ -74,12 +60,12 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
         # each, e.g. "(10000,)"; a multiple of pretrain.trainer.checkpoint_every)
         pretrain_checkpoints=(),
     ))
-    config.teacher_finetune = _experiment("finetune", "sentiment")
+    config.teacher_finetune = finetune.get_config("sentiment")
     config.teacher_finetune.trainer.num_epochs = 1 if arg != "full" else 2
-    config.student_finetune = _experiment("finetune", "sentiment")
+    config.student_finetune = finetune.get_config("sentiment")
     config.student_finetune.optimizer.lr = 1e-4     # used only with an empty learning_rates grid
     config.student_finetune.trainer.num_epochs = 2 if demo else 4
-    config.pretrain = _experiment("pretrain", "tiny,corpora" if arg != "full" else "tiny")
+    config.pretrain = pretrain.get_config("tiny,corpora" if arg != "full" else "tiny")
     config.pretrain.trainer.num_steps = {"demo": 300, "replica": 20000, "full": 20000}[arg]
     config.pretrain.trainer.eval_every = {"demo": 300, "replica": 2500, "full": 2000}[arg]
     if replica:  # 64-token rows learn per step as packed 128-token ones, at half the cost
@@ -88,10 +74,10 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
     config.pretrain.trainer.checkpoint_every = config.pretrain.trainer.eval_every
     config.pretrain.trainer.keep_checkpoints = 10 if replica else 2
     config.pretrain.trainer.log_every = 50
-    config.distill = _experiment("distill", "task")
+    config.distill = distill.get_config("task")
     config.distill.trainer.num_epochs = 1 if demo else 2
     if arg != "full":  # the in-domain transfer set (+ the task's train texts, include_train_texts)
         name = "transfer_demo.txt" if demo else "transfer.txt"
-        config.distill.data.transfer = str(_module("pretrain").CORPORA / name)
+        config.distill.data.transfer = str(pretrain.CORPORA / name)
     return config
 

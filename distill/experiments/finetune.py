@@ -1,13 +1,13 @@
 """Fine-tuning on a sentence(-pair) task: the demo's movie-snippet sentiment task, or a GLUE task
 from its official download (`--config.task.data_dir=/path/to/glue_data`).
 
-    distill finetune --config experiments/finetune.py:sentiment --workdir runs/ft_teacher \
+    distill finetune --config finetune.py:sentiment --workdir runs/ft_teacher \
         --config.model.name=$FLAXBERT_ASSETS/all-MiniLM-L6-v2
-    distill finetune --config experiments/finetune.py:sst2 --workdir runs/sst2_tiny \
+    distill finetune --config finetune.py:sst2 --workdir runs/sst2_tiny \
         --config.model.name=tiny --config.task.data_dir=glue_data
 
 The release's grid for the 24 compact models: batch {8,16,32,64,128} × lr {3e-4,1e-4,5e-5,3e-5},
-4 epochs (experiments/sweep_finetune.py runs it).
+4 epochs (sweep_finetune.py runs it).
 
 Expected: the all-MiniLM-L6-v2 teacher reaches ≈ 0.84 dev accuracy on `sentiment` in one epoch
 (lr 5e-5, batch 32, max length 64; under 3 minutes on 2 CPU cores, 2 epochs by default); BERT-Tiny

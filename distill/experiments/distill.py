@@ -9,9 +9,9 @@ Variants (the argument after the colon):
   tinybert   intermediate-layer distillation: hidden states (embeddings included) through a
              learned projection, uniform layer map, MSE (TinyBERT's general distillation).
 
-    distill distill --config experiments/distill.py:task --workdir runs/kd_tiny \
+    distill distill --config distill.py:task --workdir runs/kd_tiny \
         --config.teacher.name=runs/ft_teacher/best
-    distill distill --config experiments/distill.py:embedding --workdir runs/emb_tiny
+    distill distill --config distill.py:embedding --workdir runs/emb_tiny
 
 Expected on the demo data (BERT-Tiny student, all-MiniLM-L6-v2 teacher, 2 CPU cores):
   task: dev accuracy well above chance, teacher agreement ≈ 0.8 after 2 epochs (≈ 3 min);
@@ -19,12 +19,12 @@ Expected on the demo data (BERT-Tiny student, all-MiniLM-L6-v2 teacher, 2 CPU co
     measured 2026-12-02). From a random init at lr 1e-3: 0.43 after 300 steps; from the demo's
     MLM-pre-trained BERT-Tiny: 0.38. The target of 0.8 needs more steps or a wider student.
 
-General distillation on raw text (the data block of experiments/pretrain.py: the VADER texts
+General distillation on raw text (the data block of pretrain.py: the VADER texts
 other than the movie snippets for training, the movie snippets held out; masked instances made
 as `distill pretrain` makes them; a live teacher with an MLM head). The teacher on this machine
 is option (a): BERT-Mini (L4/H256/A4) that `distill pretrain` trains on that text —
 
-    distill pretrain --config experiments/pretrain.py:mini --workdir runs/teacher_mini \
+    distill pretrain --config pretrain.py:mini --workdir runs/teacher_mini \
         --config.data.max_seq_length=64 --config.data.max_predictions_per_seq=10 \
         --config.trainer.num_steps=1500
 
@@ -49,8 +49,8 @@ is option (a): BERT-Mini (L4/H256/A4) that `distill pretrain` trains on that tex
                     KD (soft CE) + NSP, on NSP pairs;
   minilm            last-layer attention KL + value-relation KL (student with the teacher's heads).
 
-    distill distill --config experiments/distill.py:distilbert --workdir runs/distilbert
-    distill pretrain --config experiments/pretrain.py:narrow_ib_bert --workdir runs/teacher_ib_bert \
+    distill distill --config distill.py:distilbert --workdir runs/distilbert
+    distill pretrain --config pretrain.py:narrow_ib_bert --workdir runs/teacher_ib_bert \
         --config.data.max_seq_length=64 --config.data.max_predictions_per_seq=10 \
         --config.data.nsp=True --config.trainer.num_steps=1500     # the MobileBERT recipes' teacher
 
@@ -70,34 +70,26 @@ stage); mobilebert_pd 0.154 held-out MLM accuracy after 600 steps; its export fi
 (2 epochs) 75.5 test, the same student from a random init 55.4 (experiments/README.md).
 """
 
-import importlib.util
-from pathlib import Path
-
 import ml_collections
 
 from distill import defaults
+from distill.experiments import pretrain
 
 TEACHER_MINI = "runs/teacher_mini/export"       # distill pretrain, see above
 TEACHER_IB_BERT = "runs/teacher_ib_bert/export"  # distill pretrain of `narrow_ib_bert`, NSP on
 GENERAL = ("distilbert", "distilbert_cached", "mlm_baseline", "tinybert_general",
            "mobilebert_pkt", "mobilebert_pd", "minilm")
-# A narrow IB-BERT teacher / MobileBERT student pair for this CPU (4 layers, same inter-block
+# The MobileBERT student of pretrain.NARROW_IB_BERT for this CPU (4 layers, same inter-block
 # width and embeddings, so PKT can copy the embeddings and MLM head verbatim); the full-size
 # pair is `ib_bert` → `mobilebert` (`distill compile` builds it).
-NARROW_IB_BERT = dict(num_hidden_layers=4, hidden_size=128, embedding_size=64,
-                      intra_bottleneck_size=256, intermediate_size=1024, num_attention_heads=4,
-                      max_position_embeddings=128)
 NARROW_MOBILEBERT = dict(num_hidden_layers=4, hidden_size=128, embedding_size=64,
                          intra_bottleneck_size=32, intermediate_size=128, num_attention_heads=4,
                          max_position_embeddings=128)
 
 
 def _raw_text_data() -> ml_collections.ConfigDict:
-    """experiments/pretrain.py's data block (one home for it), at length 64."""
-    spec = importlib.util.spec_from_file_location("pretrain", Path(__file__).with_name("pretrain.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    data = module.get_config("tiny").data
+    """pretrain.py's data block (one home for it), at length 64."""
+    data = pretrain.get_config("tiny").data
     data.max_seq_length, data.max_predictions_per_seq = 64, 10
     return data
 
@@ -194,7 +186,7 @@ def get_config(arg: str = "task") -> ml_collections.ConfigDict:
                                t_squared=False)],
     }
     if arg not in terms:
-        raise ValueError(f"experiments/distill.py:{arg}; expected one of {sorted(terms)}")
+        raise ValueError(f"distill.py:{arg}; expected one of {sorted(terms)}")
     config.distill = ml_collections.ConfigDict(dict(
         terms=terms[arg],
         alpha=1.0,                      # weight of the distillation terms vs the hard labels

@@ -6,8 +6,7 @@
   zip).
 - `prepare_text(name, config, articles, data_dir)`: TFDS's Wikipedia builder's features (title,
   text) for `name/config`, written from the given articles instead of a dump.
-- `prepare_pairs(name, fields, pairs, data_dir)`: a train split of sentence pairs under the two
-  field names (an SNLI-like set: premise/hypothesis and a label).
+- `prepare_snli(pairs, folder, data_dir)`: TFDS's SNLI builder over SNLI 1.0 TSVs of the pairs.
 
 All are written as ArrayRecord, which TFDS reads without TensorFlow (none is installed here).
 """
@@ -16,8 +15,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-import tensorflow_datasets as tfds
+from etils import epath
+from tensorflow_datasets.datasets.snli import snli_dataset_builder
 from tensorflow_datasets.text import glue, wikipedia
 
 
@@ -27,7 +26,7 @@ class _ExtractedDownloads:
     def __init__(self, folder):
         self.folder = folder
 
-    def download_and_extract(self, url):
+    def download_and_extract(self, url):  # every archive: the folder
         return str(self.folder)
 
 
@@ -40,6 +39,18 @@ class _OfflineGlue(glue.Glue, skip_registration=True):
 
     def _split_generators(self, dl_manager):
         return super()._split_generators(_ExtractedDownloads(self.glue_dir))
+
+
+class _OfflineSnli(snli_dataset_builder.Builder, skip_registration=True):
+    name = "snli"
+    pkg_dir_path = epath.Path(snli_dataset_builder.__file__).parent  # its metadata files
+
+    def __init__(self, *, folder, **kwargs):
+        self.folder = folder
+        super().__init__(**kwargs)
+
+    def _split_generators(self, dl_manager):
+        return super()._split_generators(_ExtractedDownloads(self.folder))
 
 
 class _OfflineWikipedia(wikipedia.Wikipedia, skip_registration=True):
@@ -70,28 +81,15 @@ def prepare_text(config: str, articles: list[tuple[str, str]], data_dir: Path) -
     return Path(builder.data_dir)
 
 
-def prepare_pairs(name: str, fields: tuple[str, str], pairs: list[tuple[str, str]],
-                  data_dir: Path) -> Path:
-    """Prepares dataset `name` with a train split of `pairs` under `fields` (and a label)."""
-    a, b = fields
-
-    class Pairs(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-        VERSION = tfds.core.Version("1.0.0")
-
-        def _info(self):
-            return self.dataset_info_from_configs(features=tfds.features.FeaturesDict({
-                a: tfds.features.Text(), b: tfds.features.Text(),
-                "label": tfds.features.ClassLabel(names=["entailment", "neutral",
-                                                         "contradiction"])}))
-
-        def _split_generators(self, dl_manager):
-            return {"train": self._generate_examples()}
-
-        def _generate_examples(self):
-            for i, (x, y) in enumerate(pairs):
-                yield i, {a: x, b: y, "label": np.int64(i % 3)}
-
-    Pairs.name = name
-    builder = Pairs(data_dir=str(data_dir), file_format="array_record")
+def prepare_snli(pairs: list[tuple[str, str]], folder: Path, data_dir: Path) -> Path:
+    """Prepares TFDS's `snli` from `pairs` (its train split; one pair for validation and test),
+    written as the SNLI 1.0 TSVs into `folder` and read by TFDS's own SNLI builder."""
+    files = folder / "snli_1.0"
+    files.mkdir(parents=True, exist_ok=True)
+    labels = ("entailment", "neutral", "contradiction", "-")  # '-': no gold label (-1)
+    for split, rows in (("train", pairs), ("dev", pairs[:1]), ("test", pairs[:1])):
+        (files / f"snli_1.0_{split}.txt").write_text("gold_label\tsentence1\tsentence2\n" + "".join(
+            f"{labels[i % 4]}\t{a}\t{b}\n" for i, (a, b) in enumerate(rows)), encoding="utf-8")
+    builder = _OfflineSnli(folder=folder, data_dir=str(data_dir), file_format="array_record")
     builder.download_and_prepare()
     return Path(builder.data_dir)

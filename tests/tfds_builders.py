@@ -30,20 +30,8 @@ class _ExtractedDownloads:
         return str(self.folder)
 
 
-class _OfflineGlue(glue.Glue, skip_registration=True):
-    name = "glue"
-
-    def __init__(self, *, glue_dir, **kwargs):
-        self.glue_dir = glue_dir
-        super().__init__(**kwargs)
-
-    def _split_generators(self, dl_manager):
-        return super()._split_generators(_ExtractedDownloads(self.glue_dir))
-
-
-class _OfflineSnli(snli_dataset_builder.Builder, skip_registration=True):
-    name = "snli"
-    pkg_dir_path = epath.Path(snli_dataset_builder.__file__).parent  # its metadata files
+class _FromFolder:
+    """A TFDS builder whose downloads are already extracted in `folder`."""
 
     def __init__(self, *, folder, **kwargs):
         self.folder = folder
@@ -51,6 +39,15 @@ class _OfflineSnli(snli_dataset_builder.Builder, skip_registration=True):
 
     def _split_generators(self, dl_manager):
         return super()._split_generators(_ExtractedDownloads(self.folder))
+
+
+class _OfflineGlue(_FromFolder, glue.Glue, skip_registration=True):
+    name = "glue"
+
+
+class _OfflineSnli(_FromFolder, snli_dataset_builder.Builder, skip_registration=True):
+    name = "snli"
+    pkg_dir_path = epath.Path(snli_dataset_builder.__file__).parent  # its metadata files
 
 
 class _OfflineWikipedia(wikipedia.Wikipedia, skip_registration=True):
@@ -67,7 +64,7 @@ class _OfflineWikipedia(wikipedia.Wikipedia, skip_registration=True):
 
 def prepare_glue(glue_dir: Path, task: str, data_dir: Path) -> Path:
     """Prepares TFDS's `glue/<task>` from `glue_dir/<TASK>/*.tsv` into `data_dir`."""
-    builder = _OfflineGlue(glue_dir=glue_dir, config=task, data_dir=str(data_dir),
+    builder = _OfflineGlue(folder=glue_dir, config=task, data_dir=str(data_dir),
                            file_format="array_record")
     builder.download_and_prepare()
     return Path(builder.data_dir)

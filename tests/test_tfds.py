@@ -75,8 +75,8 @@ def test_tfds_errors_name_dataset_split_and_fields(wiki):
     def read(spec):
         return sources.read_documents(spec, tfds_data_dir=str(wiki))
 
-    with pytest.raises(FileNotFoundError, match=r"tfds:no_such_corpus split 'train': no TFDS "
-                                                 rf"dataset 'no_such_corpus' in {wiki}"):
+    with pytest.raises(FileNotFoundError, match=r"tfds:no_such_corpus split 'train': dataset "
+                                                 rf"'no_such_corpus' is not prepared in {wiki}"):
         read("tfds:no_such_corpus")
     with pytest.raises(FileNotFoundError, match=r"tfds:wikipedia/20230601.de split 'train': "
                                                  r"dataset .* is not prepared in"):

@@ -95,20 +95,18 @@ class TfdsSplit:
         self.data_dir = data_dir_or_default(data_dir)
         where = f"tfds:{dataset} split {split!r}"
         self.tfds = tfds = import_tfds(f"tfds:{dataset}")
+        missing = FileNotFoundError(
+            f"{where}: dataset {dataset!r} is not prepared in {self.data_dir}; set data_dir or "
+            f"$TFDS_DATA_DIR to where it is, or prepare it there (nothing is downloaded at run "
+            f"time): tfds build {dataset} --data_dir={self.data_dir} --file_format=array_record")
         try:
             self.builder = tfds.builder(dataset, data_dir=self.data_dir)
-        except tfds.core.DatasetNotFoundError:
-            raise FileNotFoundError(f"{where}: no TFDS dataset {dataset!r} in {self.data_dir} "
-                                    f"(nor in TFDS's catalogue); set data_dir or $TFDS_DATA_DIR "
-                                    f"to the folder it was prepared in") from None
-        except ValueError as e:  # an unknown config or version of a known dataset
+        except tfds.core.DatasetNotFoundError:  # neither TFDS's code nor its files know it
+            raise missing from None
+        except ValueError as e:  # an unknown config or version of a dataset TFDS has code for
             raise ValueError(f"{where}: {str(e).splitlines()[0]}") from None
         if not self.builder.is_prepared():
-            raise FileNotFoundError(
-                f"{where}: dataset {dataset!r} is not prepared in {self.data_dir}; set data_dir "
-                f"or $TFDS_DATA_DIR to where it is, or prepare it there (nothing is downloaded "
-                f"at run time): tfds build {dataset} --data_dir={self.data_dir} "
-                f"--file_format=array_record")
+            raise missing
         info = self.builder.info
         self.features = info.features
         splits = list(info.splits)

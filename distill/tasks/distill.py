@@ -3,8 +3,7 @@
     distill distill --config distill.py:task --workdir runs/kd          # transfer set
     distill distill --config distill.py:distilbert --workdir runs/db    # raw text
 
-Two kinds of data: a transfer set of sentences or sentence pairs (`data.transfer`: task
-distillation, optionally with
+Two kinds of data: a sentence transfer set (`data.transfer`: task distillation, optionally with
 the task's labelled training rows) or raw text (`data.train`/`data.eval` with the fields of
 `distill pretrain`: the same specs `text:`, `jsonl:`, `vader:`, `tfds:` and the same masked
 instances, dynamic masking and NSP pairs) for general distillation with MLM / NSP terms and a

@@ -53,13 +53,15 @@ Test splits carry no labels: their examples have ``label=None``.
 **From TensorFlow Datasets**: a task named ``tfds:glue/<task>`` (``tfds:glue/mnli``, optionally
 ``tfds:glue/rte:2.0.0``) is the same task read from TFDS's prepared ``glue/<task>`` dataset
 (:mod:`distill.data.tfds_source`; ``data_dir`` is then the TFDS data folder, '' for
-``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``). TFDS's feature names (``TaskSpec.tfds_features``:
-sentence1/sentence2, premise/hypothesis, question/sentence, question1/question2, sentence) and its
-splits (dev → validation, dev_matched → validation_matched, test_matched, ...) are mapped, its class
-names put in this module's label order (``TaskSpec.tfds_labels``) and its -1 labels of the test
-splits become None. TFDS's GLUE builder reads the same TSV files, numbering the data rows from 0
-(``idx``): the examples come in file order with the same texts and labels as :func:`read_glue`
-on those files, and the guid holds ``idx``.
+``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``). TFDS's feature names
+(``TaskSpec.tfds_features``: sentence1/sentence2, premise/hypothesis, question/sentence,
+question1/question2, sentence) and its splits (dev → validation, dev_matched →
+validation_matched, test_matched, ...) are mapped, its class names put in this module's label
+order (``TaskSpec.tfds_labels``) and its -1 labels of the test splits become None. TFDS's GLUE
+builder reads the same TSV files (MRPC excepted: it reads the MSR paraphrase files), numbering
+the data rows from 0 (``idx``): the examples come in file order with the same texts and labels
+as :func:`read_glue` on those files (so test predictions line up with the submission indices),
+and the guid holds ``idx``.
 
 Example::
 

@@ -54,7 +54,7 @@ class TfdsSpec:
 
 
 def parse_spec(target: str) -> TfdsSpec:
-    """``NAME[:VERSION][:SPLIT][#FIELD[,FIELD]]`` (the part after ``tfds:``) → :class:`TfdsSpec`."""
+    """``NAME[:VERSION][:SPLIT][#FIELD[,FIELD]]`` (after ``tfds:``) → :class:`TfdsSpec`."""
     match = _SPEC.fullmatch(target.strip())
     if not match or not match["name"].strip():
         raise ValueError(f"tfds:{target}: expected tfds:NAME[:VERSION][:SPLIT][#FIELD[,FIELD]], "

@@ -53,6 +53,7 @@ VERBOSE_FLAGS = ("-v", "--verbose")
 USAGE = (f"usage: distill {{{','.join(PROGRAMS)}}} --config FILE.py[:ARG] --workdir DIR "
          f"[--config.FIELD=VALUE ...] [-v]\n       distill report WORKDIRS... --out DIR\n"
          f"       distill vocab --input SPEC --out DIR\n"
+         f"       distill transfer-pairs --out FILE [--tfds NAMES] [--task TASK]\n"
          f"       distill COMMAND --help")
 
 
@@ -209,7 +210,8 @@ def _vocab(argv: list[str]) -> None:
         "a text source", epilog="example: distill vocab --input vader:~/.cache/flaxbert/assets/"
         "vader --out vocab --vocab-size 8000")
     parser.add_argument("--input", required=True,
-                        help="a text source spec: text:PATH, jsonl:PATH, vader:PATH, tfds:NAME")
+                        help="a text source spec: text:PATH, jsonl:PATH, vader:PATH, "
+                        "tfds:NAME[:SPLIT][#FIELD]")
     parser.add_argument("--out", required=True, help="the folder to write the vocabulary to")
     parser.add_argument("--kind", choices=("wordpiece", "sentencepiece"), default="wordpiece",
                         help="the vocabulary kind")
@@ -231,9 +233,49 @@ def _vocab(argv: list[str]) -> None:
           f"sentences into {args.out}")
 
 
+def _transfer_pairs(argv: list[str]) -> None:
+    import argparse
+
+    from distill.data import tasks as task_data
+    from distill.data import transfer
+    parser = argparse.ArgumentParser(
+        prog="distill transfer-pairs", description="write NLI*, a transfer set of sentence "
+        "pairs: the training pairs of TFDS's NLI-style sets, labels dropped, de-duplicated, "
+        "without the task's dev and test pairs", epilog="example: distill transfer-pairs "
+        "--out nli_star.tsv --task tfds:glue/rte --data-dir ~/tensorflow_datasets")
+    parser.add_argument("--out", required=True, help="the file to write: .tsv or .jsonl")
+    parser.add_argument("--tfds", default=",".join(transfer.NLI_STAR),
+                        help="comma-separated TFDS pair sets NAME[:VERSION][:SPLIT][#A,B] "
+                        "(split train by default); one not prepared is skipped (default: "
+                        "%(default)s)")
+    parser.add_argument("--data-dir", default="", help="the TFDS data folder (default: "
+                        "$TFDS_DATA_DIR or ~/tensorflow_datasets)")
+    parser.add_argument("--task", default="", help="the task whose dev and test pairs are left "
+                        "out: a GLUE name (files in --task-data-dir) or tfds:glue/<task>")
+    parser.add_argument("--task-data-dir", default="", help="the task's data folder (default "
+                        "for tfds:glue/<task>: --data-dir)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        held_out = []
+        if args.task:
+            task_dir = args.task_data_dir or (args.data_dir if args.task.startswith("tfds:")
+                                              else "")
+            held_out = [e for split in task_data.get_task(args.task).splits if split != "train"
+                        for e in task_data.read_glue(args.task, task_dir, split)]
+        pairs = transfer.nli_pairs(args.tfds.split(","), data_dir=args.data_dir or None,
+                                   exclude=held_out)
+        n = transfer.write_pairs(args.out, pairs)
+    except (ValueError, OSError, ImportError) as e:
+        raise SystemExit(f"distill transfer-pairs: {' '.join(str(e).split())}") from None
+    print(f"wrote {n} sentence pairs to {args.out}")
+
+
 #: Commands with their own flags (no config file): name -> (runner, one-line summary).
 TOOLS = {"report": (_report, "collect recipe runs into one table and plots"),
-         "vocab": (_vocab, "train a WordPiece vocab or a SentencePiece model on a text source")}
+         "vocab": (_vocab, "train a WordPiece vocab or a SentencePiece model on a text source"),
+         "transfer-pairs": (_transfer_pairs, "write NLI*, a sentence-pair transfer set, from "
+                            "TFDS's NLI-style sets")}
 
 
 def main(argv: list[str] | None = None) -> None:

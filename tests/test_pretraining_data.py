@@ -129,11 +129,7 @@ def test_source_errors(tmp_path, real_tokenizer):
         P.text_to_pretraining_dataset(str(empty), real_tokenizer, batch_size=2)
     with pytest.raises(ValueError, match="source spec.*Tokenizer"):
         P.make_pretraining_dataset(str(empty), _vocab(), batch_size=2)
-    try:
-        import tensorflow_datasets  # noqa: F401
-    except ImportError:
-        with pytest.raises(ImportError, match=r"flaxbert\[tfds\]"):
-            S.read_documents("tfds:wikipedia/20230601.en")
+    # tfds: sources, their errors and the missing package: tests/test_tfds.py
 
 
 # ----------------------------------------------------------------------------- instances

@@ -432,3 +432,57 @@ def test_no_warnings_on_clean_files(glue_dir):
             for split in spec.splits:
                 if (glue_dir / spec.folder / spec.splits[split]).exists():
                     assert read_glue(name, glue_dir, split)
+
+
+# ----------------------------------------------------------------------------- GLUE from TFDS
+
+
+def test_glue_from_tfds_equals_the_files(glue_dir, tmp_path, minilm_dir):
+    """Every GLUE task TFDS builds from the GLUE TSVs (all but MRPC, which TFDS builds from the
+    MSR paraphrase files), prepared by TFDS's own GLUE builder from the same files, reads as the
+    same examples and features as the files, split for split."""
+    from tfds_builders import prepare_glue
+
+    from distill.data.features import encode_examples
+    from flaxbert.tokenization import load_tokenizer
+
+    for task in ("qnli", "rte", "wnli"):  # the fixture has no dev split of these
+        header = ["index", *GLUE_TASKS[task].text_columns, "label"]
+        label = GLUE_TASKS[task].labels[1]
+        _write(glue_dir / GLUE_TASKS[task].folder / "dev.tsv",
+               [header, ["0", "A dev 'text'.", "Another.", label], ["1", "b", "c", label]])
+    data_dir = tmp_path / "tensorflow_datasets"
+    tokenizer = load_tokenizer(str(minilm_dir / "vocab.txt"))
+    for task, spec in GLUE_TASKS.items():
+        if task == "mrpc":
+            continue
+        prepare_glue(glue_dir, task, data_dir)
+        for split in spec.splits:
+            files = read_glue(task, glue_dir, split)
+            from_tfds = read_glue(f"tfds:glue/{task}", data_dir, split)
+            assert [(e.text_a, e.text_b, e.label) for e in from_tfds] == \
+                [(e.text_a, e.text_b, e.label) for e in files], (task, split)
+            a = encode_examples(files, tokenizer, 32, regression=spec.labels is None)
+            b = encode_examples(from_tfds, tokenizer, 32, regression=spec.labels is None)
+            assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    # the guid holds TFDS's idx, the data row: RTE's index column
+    assert read_glue("tfds:glue/rte", data_dir, "train") == read_glue("rte", glue_dir, "train")
+    assert tasks.get_task("tfds:glue/mnli:2.0.0") is GLUE_TASKS["mnli"]
+    # MNLI: TFDS's classes come in another order (entailment, neutral, contradiction)
+    assert [e.label for e in read_glue("tfds:glue/mnli", data_dir, "train")] == [2, 1, 0]
+
+
+def test_glue_from_tfds_errors(glue_dir, tmp_path):
+    from tfds_builders import prepare_glue
+
+    data_dir = tmp_path / "tensorflow_datasets"
+    with pytest.raises(FileNotFoundError, match=r"tfds:glue/sst2 split 'train'.* not prepared in "
+                                                 rf"{data_dir}"):
+        read_glue("tfds:glue/sst2", data_dir, "train")
+    prepare_glue(glue_dir, "sst2", data_dir)
+    with pytest.raises(ValueError, match=r"unknown split 'validation' for GLUE task 'sst2'"):
+        read_glue("tfds:glue/sst2", data_dir, "validation")
+    for bad in ("tfds:glue/squad", "tfds:super_glue/rte", "tfds:glue/rte:train",
+                "tfds:glue/rte#premise"):
+        with pytest.raises(ValueError, match=r"tfds:glue/<task>\[:VERSION\]"):
+            read_glue(bad, data_dir, "train")

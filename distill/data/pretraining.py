@@ -797,10 +797,12 @@ def text_to_pretraining_dataset(spec: str, tokenizer, **kwargs) -> grain.IterDat
     """Spec → documents (this host's shard) → ids, batched → :func:`make_pretraining_dataset`.
 
     Keyword arguments meant for the source (``text_field``, ``sentence_split``,
-    ``sentences_per_document``, ``split``) are routed to it; the rest go to the dataset.
+    ``sentences_per_document``, ``split``, ``tfds_data_dir``) are routed to it; the rest go to
+    the dataset.
     """
     if not isinstance(spec, str):
         raise ValueError(f"spec={spec!r}: expected a source spec string such as 'text:PATH'")
-    source_keys = ("text_field", "sentence_split", "sentences_per_document", "split")
+    source_keys = ("text_field", "sentence_split", "sentences_per_document", "split",
+                   "tfds_data_dir")
     source_kwargs = {k: kwargs.pop(k) for k in source_keys if k in kwargs}
     return make_pretraining_dataset(spec, tokenizer, source_kwargs=source_kwargs, **kwargs)

@@ -13,9 +13,13 @@ Spec strings understood by :func:`read_documents` / :func:`iter_documents`:
                             a folder, a file or a glob. Consecutive lines of one file are grouped
                             into pseudo-documents of ``sentences_per_document`` (default 8)
                             sentences, so NSP and multi-sentence segments have material.
-``tfds:NAME``               a TensorFlow Datasets corpus, e.g. ``tfds:wikipedia/20230601.en``
-                            (``split`` default ``"train"``, ``text_field`` default ``"text"``);
-                            needs the ``tfds`` extra (``pip install 'flaxbert[tfds]'``).
+``tfds:NAME[:SPLIT][#FIELD]`` a prepared TensorFlow Datasets corpus, e.g.
+                            ``tfds:wikipedia/20230601.en:train[:99%]#text``; SPLIT and FIELD
+                            default to the ``split`` and ``text_field`` arguments (``"train"``,
+                            ``"text"``), the data folder to ``tfds_data_dir`` / ``$TFDS_DATA_DIR``
+                            (see :mod:`distill.data.tfds_source`); each example's field is a
+                            document, split by :func:`split_sentences` (default ``"both"``).
+                            Needs the ``tfds`` extra (``pip install 'flaxbert[tfds]'``).
 ==========================  ==================================================================
 
 Example::
@@ -24,7 +28,9 @@ Example::
     docs[0][:2]   # ['Somehow I was blessed ...', 'Yay. Another good phone interview.']
 
 Host sharding is by document, ``documents[process_index::process_count]``: deterministic, the
-shards of all hosts are disjoint and together cover the corpus.
+shards of all hosts are disjoint and together cover the corpus. A TFDS corpus is sharded by
+record (``records[process_index::process_count]``, so a host reads only its own records); a
+record whose text holds no sentence is dropped after sharding.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from distill.data import tfds_source
 from flaxbert.textfiles import utf8_lines
 
 Document = list[str]
@@ -198,31 +205,27 @@ def iter_vader_documents(path_spec: str, *, sentences_per_document: int = 8) -> 
 
 
 def iter_tfds_documents(
-    name: str, *, split: str = "train", text_field: str = "text", sentence_split: str = "both"
+    target: str, *, split: str = "train", text_field: str = "text",
+    sentence_split: str = "both", data_dir: str | None = None, process_index: int = 0,
+    process_count: int = 1,
 ) -> Iterator[Document]:
-    """A TFDS corpus (e.g. ``wikipedia/20230601.en``): each example's ``text_field`` is a document.
+    """A TFDS corpus, ``NAME[:SPLIT][#FIELD]`` (e.g. ``wikipedia/20230601.en``): each example's
+    text field is a document, this host's records only (see the module docstring).
 
     Wikipedia articles keep one paragraph per line, hence the default ``sentence_split="both"``
     (lines, then sentence ends). Needs ``tensorflow_datasets`` (the ``tfds`` extra).
     """
-    try:
-        import tensorflow_datasets as tfds  # type: ignore[import-not-found]
-    except ImportError as e:
-        raise ImportError(
-            f"source 'tfds:{name}' needs tensorflow_datasets; install the tfds extra: "
-            "pip install 'flaxbert[tfds]'"
-        ) from e
-    ds = tfds.load(name, split=split)
-    for example in tfds.as_numpy(ds):
-        if text_field not in example:
-            raise ValueError(
-                f"tfds:{name} examples have no field {text_field!r} (have {sorted(example)}); "
-                "set text_field="
-            )
-        text = example[text_field]
-        if isinstance(text, bytes):
-            text = text.decode("utf-8", errors="replace")
-        doc = split_sentences(str(text), sentence_split)
+    spec = tfds_source.parse_spec(target)
+    if spec.fields is not None and len(spec.fields) != 1:
+        raise ValueError(f"tfds:{target}: a text source reads one field, got {list(spec.fields)}")
+    field = spec.fields[0] if spec.fields else text_field
+    source = tfds_source.TfdsSplit(spec.dataset, spec.split or split, data_dir)
+    for row in source.rows([field], process_index, process_count):
+        text = row[field]
+        if not isinstance(text, str):
+            raise ValueError(f"tfds:{target}: field {field!r} holds {type(text).__name__}, "
+                             f"expected text")
+        doc = split_sentences(text, sentence_split)
         if doc:
             yield doc
 
@@ -253,12 +256,14 @@ def iter_documents(
     sentence_split: str | None = None,
     sentences_per_document: int = 8,
     split: str = "train",
+    tfds_data_dir: str | None = None,
     process_index: int = 0,
     process_count: int = 1,
 ) -> Iterator[Document]:
     """Streams the documents named by ``spec`` (see the module docstring), this host's shard only.
 
-    ``sentence_split`` defaults to ``"auto"`` for JSONL and ``"both"`` for TFDS.
+    ``sentence_split`` defaults to ``"auto"`` for JSONL and ``"both"`` for TFDS; ``split``,
+    ``text_field`` and ``tfds_data_dir`` are a TFDS corpus's defaults where its spec names none.
     """
     _check_shard(process_index, process_count)
     if not isinstance(spec, str) or not spec.strip():
@@ -272,9 +277,10 @@ def iter_documents(
         )
     elif kind == "vader":
         docs = iter_vader_documents(target, sentences_per_document=sentences_per_document)
-    else:
-        docs = iter_tfds_documents(
-            target, split=split, text_field=text_field, sentence_split=sentence_split or "both"
+    else:  # sharded by record as it reads
+        return iter_tfds_documents(
+            target, split=split, text_field=text_field, sentence_split=sentence_split or "both",
+            data_dir=tfds_data_dir, process_index=process_index, process_count=process_count,
         )
     return shard(docs, process_index, process_count)
 

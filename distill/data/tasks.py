@@ -50,6 +50,19 @@ foreign head, permute its logits with ``[foreign_labels.index(name) for name in 
 
 Test splits carry no labels: their examples have ``label=None``.
 
+**From TensorFlow Datasets**: a task named ``tfds:glue/<task>`` (``tfds:glue/mnli``, optionally
+``tfds:glue/rte:2.0.0``) is the same task read from TFDS's prepared ``glue/<task>`` dataset
+(:mod:`distill.data.tfds_source`; ``data_dir`` is then the TFDS data folder, '' for
+``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``). TFDS's feature names
+(``TaskSpec.tfds_features``: sentence1/sentence2, premise/hypothesis, question/sentence,
+question1/question2, sentence) and its splits (dev → validation, dev_matched →
+validation_matched, test_matched, ...) are mapped, its class names put in this module's label
+order (``TaskSpec.tfds_labels``) and its -1 labels of the test splits become None. TFDS's GLUE
+builder reads the same TSV files (MRPC excepted: it reads the MSR paraphrase files), numbering
+the data rows from 0 (``idx``): the examples come in file order with the same texts and labels
+as :func:`read_glue` on those files (so test predictions line up with the submission indices),
+and the guid holds ``idx``.
+
 Example::
 
     from distill.data import tasks
@@ -68,6 +81,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from distill.data import tfds_source
 
 __all__ = [
     "Example",
@@ -112,6 +127,9 @@ class TaskSpec:
         headerless_columns: names given by position to the columns of train/dev files that
             have no header row (only CoLA); test files always have a header.
         skip_malformed: skip (and count) rows whose field count differs from the header's.
+        tfds_features: TFDS's feature names of text_a and text_b in its ``glue/<name>`` config.
+        tfds_labels: TFDS's class names in the order of ``labels`` (TFDS names the 0/1 classes
+            of the files: SST-2's "0" is its "negative"; MNLI's classes come in another order).
     """
 
     name: str
@@ -123,6 +141,8 @@ class TaskSpec:
     id_column: str | None = None
     headerless_columns: tuple[str, ...] | None = None
     skip_malformed: bool = False
+    tfds_features: tuple[str, str | None] | None = None
+    tfds_labels: tuple[str, ...] | None = None
 
 
 def num_labels(spec: TaskSpec) -> int:
@@ -137,21 +157,25 @@ GLUE_TASKS: dict[str, TaskSpec] = {
         "cola", ("0", "1"), ("sentence", None), dict(_STD), "CoLA",
         label_column="label", id_column="index",
         headerless_columns=("source", "label", "original_label", "sentence"),
+        tfds_features=("sentence", None), tfds_labels=("unacceptable", "acceptable"),
     ),
     "sst2": TaskSpec(
-        "sst2", ("0", "1"), ("sentence", None), dict(_STD), "SST-2", id_column="index"
+        "sst2", ("0", "1"), ("sentence", None), dict(_STD), "SST-2", id_column="index",
+        tfds_features=("sentence", None), tfds_labels=("negative", "positive"),
     ),
     "mrpc": TaskSpec(
         "mrpc", ("0", "1"), ("#1 String", "#2 String"), dict(_STD), "MRPC",
         label_column="Quality", id_column="index",
+        tfds_features=("sentence1", "sentence2"), tfds_labels=("not_equivalent", "equivalent"),
     ),
     "stsb": TaskSpec(
         "stsb", None, ("sentence1", "sentence2"), dict(_STD), "STS-B",
-        label_column="score", id_column="index",
+        label_column="score", id_column="index", tfds_features=("sentence1", "sentence2"),
     ),
     "qqp": TaskSpec(
         "qqp", ("0", "1"), ("question1", "question2"), dict(_STD), "QQP",
         label_column="is_duplicate", id_column="id", skip_malformed=True,
+        tfds_features=("question1", "question2"), tfds_labels=("not_duplicate", "duplicate"),
     ),
     "mnli": TaskSpec(
         "mnli", ("contradiction", "entailment", "neutral"), ("sentence1", "sentence2"),
@@ -163,17 +187,22 @@ GLUE_TASKS: dict[str, TaskSpec] = {
             "test_mismatched": "test_mismatched.tsv",
         },
         "MNLI", label_column="gold_label", id_column="index",
+        tfds_features=("premise", "hypothesis"),
+        tfds_labels=("contradiction", "entailment", "neutral"),
     ),
     "qnli": TaskSpec(
         "qnli", ("entailment", "not_entailment"), ("question", "sentence"), dict(_STD), "QNLI",
-        id_column="index",
+        id_column="index", tfds_features=("question", "sentence"),
+        tfds_labels=("entailment", "not_entailment"),
     ),
     "rte": TaskSpec(
         "rte", ("entailment", "not_entailment"), ("sentence1", "sentence2"), dict(_STD), "RTE",
-        id_column="index",
+        id_column="index", tfds_features=("sentence1", "sentence2"),
+        tfds_labels=("entailment", "not_entailment"),
     ),
     "wnli": TaskSpec(
-        "wnli", ("0", "1"), ("sentence1", "sentence2"), dict(_STD), "WNLI", id_column="index"
+        "wnli", ("0", "1"), ("sentence1", "sentence2"), dict(_STD), "WNLI", id_column="index",
+        tfds_features=("sentence1", "sentence2"), tfds_labels=("not_entailment", "entailment"),
     ),
 }
 
@@ -189,7 +218,10 @@ _ALIASES = {"sst-2": "sst2", "sts-b": "stsb", "mnli-m": "mnli", "mnli-mm": "mnli
 
 
 def get_task(task: str) -> TaskSpec:
-    """The spec of a task by name (GLUE names, their aliases sst-2/sts-b, or 'sentiment')."""
+    """The spec of a task by name (GLUE names, their aliases sst-2/sts-b, 'sentiment', or a GLUE
+    task from TFDS: ``tfds:glue/<task>``)."""
+    if task.strip().startswith("tfds:"):
+        return GLUE_TASKS[_tfds_glue(task)[1]]
     key = task.strip().lower()
     key = _ALIASES.get(key, key)
     if key == "sentiment":
@@ -198,6 +230,17 @@ def get_task(task: str) -> TaskSpec:
         raise ValueError(f"unknown task {task!r}; expected one of {sorted(GLUE_TASKS)} or "
                          f"'sentiment'")
     return GLUE_TASKS[key]
+
+
+def _tfds_glue(task: str) -> tuple[tfds_source.TfdsSpec, str]:
+    """``tfds:glue/<task>[:VERSION]`` → its parsed spec and the GLUE task key."""
+    spec = tfds_source.parse_spec(task.strip().removeprefix("tfds:"))
+    dataset, _, config = spec.name.partition("/")
+    if dataset != "glue" or config not in GLUE_TASKS or spec.split or spec.fields:
+        raise ValueError(f"task {task!r}: a task from TFDS is tfds:glue/<task>[:VERSION] with "
+                         f"<task> one of {sorted(GLUE_TASKS)} (its splits and fields are the "
+                         f"task's own)")
+    return spec, config
 
 
 # ----------------------------------------------------------------------------- file helpers
@@ -265,7 +308,8 @@ def read_glue(task: str, data_dir: str | Path, split: str) -> list[Example]:
     Args:
         task: cola, sst2 (sst-2), mrpc, stsb (sts-b), qqp, mnli, qnli, rte, wnli.
         data_dir: the folder holding the task folders (``glue_data/``, so the file is
-            ``glue_data/MNLI/dev_matched.tsv``), or the task folder itself.
+            ``glue_data/MNLI/dev_matched.tsv``), or the task folder itself; for a task from
+            TFDS (``tfds:glue/mnli``) the TFDS data folder ('' for TFDS's default).
         split: a key of ``GLUE_TASKS[task].splits``: train, dev, test; for MNLI train,
             dev_matched, dev_mismatched, test_matched, test_mismatched.
 
@@ -282,6 +326,8 @@ def read_glue(task: str, data_dir: str | Path, split: str) -> list[Example]:
             f"unknown split {split!r} for GLUE task {spec.name!r}; expected one of "
             f"{list(spec.splits)}"
         )
+    if task.strip().startswith("tfds:"):
+        return _read_glue_tfds(task, str(data_dir), split)
     path = _resolve(spec, Path(data_dir), spec.splits[split])
     is_test = split.startswith("test")
     lines = _read_lines(path)
@@ -342,6 +388,47 @@ def read_glue(task: str, data_dir: str | Path, split: str) -> list[Example]:
         )
     if not examples:
         raise ValueError(f"{path}: split {split!r} of GLUE {spec.name} has no examples")
+    return examples
+
+
+def tfds_split(split: str) -> str:
+    """TFDS's name of a GLUE split: dev → validation, dev_matched → validation_matched, ..."""
+    return split.replace("dev", "validation")
+
+
+def _read_glue_tfds(task: str, data_dir: str, split: str) -> list[Example]:
+    """:func:`read_glue` of a ``tfds:glue/<task>`` task (see the module docstring)."""
+    tfds_spec, key = _tfds_glue(task)
+    spec = GLUE_TASKS[key]
+    source = tfds_source.TfdsSplit(tfds_spec.dataset, tfds_split(split), data_dir or None)
+    text_a, text_b = spec.tfds_features
+    is_test = split.startswith("test")
+    fields = [text_a, *([text_b] if text_b else []), "idx", *([] if is_test else ["label"])]
+    source.check_fields(fields)
+    to_id = None
+    if spec.labels is not None and not is_test:
+        names = list(source.features["label"].names)
+        unknown = [n for n in names if n not in spec.tfds_labels]
+        if unknown:
+            raise ValueError(f"{task} split {tfds_split(split)!r}: label classes {names} are not "
+                             f"TFDS GLUE {key}'s {list(spec.tfds_labels)}")
+        to_id = [spec.tfds_labels.index(n) for n in names]
+    examples = []
+    # TFDS stores rows in the order of its keys' hashes; idx (the data row) restores file order
+    for row in sorted(source.rows(fields), key=lambda r: r["idx"]):
+        if is_test:
+            label = None
+        elif to_id is None:  # regression: TFDS keeps float32; its shortest repr is the file's text
+            label = float(str(np.float32(row["label"])))
+        elif 0 <= row["label"] < len(to_id):
+            label = to_id[row["label"]]
+        else:
+            raise ValueError(f"{task} split {tfds_split(split)!r}: row idx {row['idx']} has label "
+                             f"{row['label']}, expected a class id 0..{len(to_id) - 1}")
+        examples.append(Example(f"{spec.name}-{split}-{row['idx']}", row[text_a],
+                                row[text_b] if text_b else None, label))
+    if not examples:
+        raise ValueError(f"{task} split {tfds_split(split)!r} has no examples")
     return examples
 
 

@@ -84,13 +84,16 @@ def initial_student(config, student, teacher_model, teacher_params):
 
 def run(config, workdir: str | Path) -> dict:
     """Distils config.teacher into config.model: on raw text (general distillation, masked
-    instances as `distill pretrain` makes them) or on a sentence transfer set (task distillation)."""
+    instances as `distill pretrain` makes them) or on a transfer set of sentences or sentence
+    pairs (task distillation)."""
     workdir = prepare_workdir(workdir, config)
     d = config.distill
     raw_text = is_raw_text(config)
     student_heads, teacher_heads = heads_needed(d.terms, float(d.alpha))
-    teacher_model, teacher_params, tokenizer = load_teacher(config)
     spec_task, splits = load_splits(config.task) if config.task.name and not raw_text else (None, {})
+    # read first: a transfer set of the wrong kind (pairs or single sentences) is refused at once
+    transfer = None if raw_text else transfer_examples(config, spec_task)
+    teacher_model, teacher_params, tokenizer = load_teacher(config)
     labelled = bool(d.include_train_texts and "train" in splits)
     check_data(d.terms, masked=raw_text, nsp=raw_text and bool(config.data.get("nsp", False)),
                labelled=labelled, alpha=float(d.alpha), teacher_heads=teacher_model.heads,
@@ -111,7 +114,6 @@ def run(config, workdir: str | Path) -> dict:
     if raw_text:
         return _general(config, workdir, student, teacher_model, teacher_params, tokenizer)
 
-    transfer = transfer_examples(config)
     features = encode_examples(transfer, tokenizer, config.data.max_seq_length)
     features["has_label"] = np.zeros(num_examples(features), np.float32)
     held_out = None

@@ -352,7 +352,7 @@ def main(argv: list[str] | None = None) -> None:
     except Preempted as e:
         print(f"distill {program}: {e}", file=sys.stderr)
         raise SystemExit(EXIT_PREEMPTED) from None
-    except (ValueError, FileNotFoundError, CheckpointUnreadable, TrainingDiverged) as e:
+    except (ValueError, FileNotFoundError, ImportError, CheckpointUnreadable, TrainingDiverged) as e:
         raise SystemExit(f"distill {program}: {e}") from None
 
 

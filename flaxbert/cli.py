@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from flaxbert import hub
+
 POOLINGS = ("mean", "pooled", "cls")
 #: The sequence lengths a batch is padded to (then `seq_length` itself): few shapes, few compiles.
 BUCKETS = (16, 32, 64, 128, 256, 512)
@@ -152,9 +154,10 @@ def _embed(args) -> None:
 def _convert(args) -> None:
     from flaxbert.checkpoints.convert import convert
 
-    if not Path(args.src).exists() and not Path(f"{args.src}.index").exists():
+    src = hub.resolve(args.src)
+    if not src.exists() and not Path(f"{src}.index").exists():
         raise FileNotFoundError(f"model folder {args.src} does not exist")
-    convert(args.src, args.dst, to=args.to, config=args.config)
+    convert(src, args.dst, to=args.to, config=args.config)
     print(f"converted {args.src} → {args.dst} ({args.to})")
 
 

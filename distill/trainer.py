@@ -544,9 +544,6 @@ class Throughput:
                         "and MFU count one micro-batch / layer of the loop", " and ".join(loops))
         if self.peak is None:
             log.warning("no MFU: %s", self.peak_source)
-        else:
-            log.info("MFU against %.4g FLOP/s per device × %d devices: %s", self.peak,
-                     self.devices, self.peak_source)
 
     def step_flops(self, state, batch) -> tuple[float, float]:
         """(FLOPs, teacher FLOPs) of one train step on this batch's shapes, all devices."""

@@ -19,8 +19,9 @@ Every log line carries the throughput since the previous one (`Throughput`): `to
 (all devices) and `mfu` against the peak `trainer.peak_flops` states (0: the known accelerator's
 dense bf16 peak from distill/accelerators.py, on a CPU a measured matmul rate); in distillation
 also `teacher_flops_per_step` (its forward compiled alone on the same batch shapes),
-`student_flops_per_step` (the rest) and `teacher_mfu` / `student_mfu`. The end of `fit` logs the
-run's figures in one line (without the first, compiling step) and keeps them in `throughput`.
+`student_flops_per_step` (the rest) and `teacher_mfu` / `student_mfu`. Evaluations and checkpoint
+saves do not count as training time. The end of `fit` logs the run's figures in one line (without
+the first log interval: compilation) and keeps them in `throughput`.
 
 The work directory may be a URL (gs://, s3://): paths are `etils.epath` paths throughout.
 
@@ -472,8 +473,12 @@ class Trainer:
                         metrics.update(throughput.interval())
                         writer.write(done, metrics)
                         progress.set_postfix(loss=f"{metrics['loss']:.4f}")
-                    if evaluate is not None and (done % tcfg.eval_every == 0
-                                                 or done == tcfg.num_steps):
+                    evaluating = evaluate is not None and (done % tcfg.eval_every == 0
+                                                           or done == tcfg.num_steps)
+                    if evaluating or save_now:  # their time is no training time
+                        jax.block_until_ready(state.step)  # the steps so far are
+                        paused = time.perf_counter()
+                    if evaluating:
                         self.last_eval = evaluate(state)
                         writer.write(done, {f"eval_{k}": v for k, v in self.last_eval.items()})
                         log.info("step %d: %s", done, "  ".join(
@@ -481,6 +486,8 @@ class Trainer:
                     if save_now:
                         self.save(state, train_iter, force=done == tcfg.num_steps)
                         writer.flush()
+                    if evaluating or save_now:
+                        throughput.exclude(time.perf_counter() - paused)
                     progress.update(1)
                     if stop.requested(done) and done < tcfg.num_steps:
                         if not save_now:
@@ -530,10 +537,10 @@ class Throughput:
                 sharding.traced_in_rules(task.teacher_outputs, trainer.mesh),
                 in_shardings=(trainer.frozen_sharding, trainer.batch_sharding))
         self.costs: dict[tuple, tuple[float, float]] = {}  # batch shapes -> (FLOPs, teacher's)
-        # [steps, token slots, FLOPs, teacher FLOPs] since the last log line, and since the
-        # first step finished (the run's rate, without the first step's compilation)
+        # [steps, token slots, FLOPs, teacher FLOPs] since the last log line, and over the log
+        # intervals after the first (the run's figures, without the first step's compilation)
         self.since_log, self.log_time = np.zeros(4), time.perf_counter()
-        self.since_first, self.first_time = np.zeros(4), None
+        self.run, self.run_seconds, self.first = np.zeros(4), 0.0, True
         config = trainer.config
         loops = [name for name, on in (
             ("trainer.grad_accum_steps > 1", config.trainer.grad_accum_steps > 1),
@@ -564,10 +571,11 @@ class Throughput:
 
     def add(self, state, batch) -> None:
         """Counts one step on `batch`: its token slots (padding included) and FLOPs."""
-        counts = (1, batch["input_word_ids"].size, *self.step_flops(state, batch))
-        self.since_log += counts
-        if self.first_time is not None:
-            self.since_first += counts
+        self.since_log += (1, batch["input_word_ids"].size, *self.step_flops(state, batch))
+
+    def exclude(self, seconds: float) -> None:
+        """Leaves out of the rates time that trained nothing (an evaluation, a checkpoint)."""
+        self.log_time += seconds
 
     def rates(self, seconds: float, counts) -> dict[str, float]:
         steps, tokens, flops, teacher = counts
@@ -586,17 +594,19 @@ class Throughput:
     def interval(self) -> dict[str, float]:
         """The rates since the last log line (called at one: the device has run the steps)."""
         now = time.perf_counter()
-        rates = self.rates(now - self.log_time, self.since_log)
-        self.since_log, self.log_time = np.zeros(4), now
-        if self.first_time is None:
-            self.first_time = now
+        seconds = now - self.log_time
+        rates = self.rates(seconds, self.since_log)
+        if not self.first:
+            self.run += self.since_log
+            self.run_seconds += seconds
+        self.since_log, self.log_time, self.first = np.zeros(4), now, False
         return rates
 
     def summary(self) -> dict[str, float]:
-        """The run's rates after its first step (without compiling), logged as one line."""
-        if self.first_time is None or not self.since_first[0]:
+        """The rates over the log intervals after the first (no compiling), logged as one line."""
+        if not self.run[0]:
             return {}
-        rates = self.rates(time.perf_counter() - self.first_time, self.since_first)
+        rates = self.rates(self.run_seconds, self.run)
         parts = [f"{rates['tokens_per_sec']:,.0f} tokens/s",
                  f"{rates['flops_per_step']:.4g} FLOPs per step"]
         if self.teacher is not None:
@@ -608,7 +618,7 @@ class Throughput:
                 mfu += f" (student {rates['student_mfu']:.2%}, teacher {rates['teacher_mfu']:.2%})"
             parts.append(f"{mfu} of {self.devices} × {self.peak:.4g} FLOP/s ({self.peak_source})")
         log.info("%s throughput over %d steps: %s", self.trainer.workdir.name,
-                 int(self.since_first[0]), "; ".join(parts))
+                 int(self.run[0]), "; ".join(parts))
         return rates
 
 

@@ -5,6 +5,7 @@ peak — in metrics.jsonl, TensorBoard and the end-of-run summary line."""
 import logging
 import struct
 import sys
+import time
 from pathlib import Path
 
 import jax
@@ -19,6 +20,7 @@ from distill.data.pretraining import make_pretraining_dataset  # noqa: E402
 from distill.trainer import Trainer, read_metrics  # noqa: E402
 
 STEPS, BATCH, LENGTH = 3, 8, 32
+PAUSE = 6.0
 
 
 class Args:  # the worker's flags
@@ -52,12 +54,19 @@ def tensorboard_scalars(folder: Path) -> dict[str, list[float]]:
 
 def test_distillation_log_counts_the_teacher_apart(tmp_path, caplog):
     cfg = config(Args)
+    cfg.trainer.eval_every = 2
     task = distill_task(cfg)
     trainer = Trainer(task, cfg, tmp_path)
+
+    def evaluate(state):  # step 2's evaluation takes PAUSE seconds: no training time
+        time.sleep(PAUSE if int(state.step) == 2 else 0)
+        return {}
+
     with caplog.at_level(logging.INFO, logger="distill.trainer"):
-        trainer.fit(iter(data()))
+        trainer.fit(iter(data()), evaluate)
     rows = [r for r in read_metrics(tmp_path) if "loss" in r]
     assert [r["step"] for r in rows] == [1, 2, 3]
+    assert BATCH * LENGTH / rows[2]["tokens_per_sec"] < PAUSE  # step 3's seconds
 
     # The compiled step's and the teacher forward's cost analysis, computed here on abstract
     # inputs (the trainer lowered real arrays)

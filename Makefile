@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 assets: install
-	PYTHON=$(PY) tools/fetch_assets.sh
+	$(VENV)/bin/distill assets
 
 # Two workers: most tests are bound by single-threaded compilation and Python, not by XLA's
 # thread pool, so both cores stay busy; a worker that runs out steals queued tests from the other.

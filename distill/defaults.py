@@ -29,7 +29,9 @@ def trainer(**overrides) -> ml_collections.ConfigDict:
         checkpoint_every=250,
         keep_checkpoints=2,
         seed=0,
-        peak_flops=2.2e11,        # per device, for MFU; this CPU's measured f32 matmul peak
+        # FLOP/s per device, the MFU denominator; 0: the accelerator's dense bf16 peak from
+        # distill/accelerators.py (by device kind), on a CPU its measured CPU_PEAK_FLOPS
+        peak_flops=0.0,
     ) | overrides)
 
 

@@ -1,16 +1,17 @@
 """The model a config's `model` block names, ready to train: a preset (random init), a
-`config.json`, or a weights folder `from_pretrained` reads — with its training layout (scan,
+`config.json`, or a weights folder `from_pretrained` reads (a Hugging Face hub id `org/name` is
+read from the local hub cache: `flaxbert.hub`) — with its training layout (scan,
 remat), compute dtype and logical axis names."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from flaxbert import hub
 from flaxbert.configs import get_config, load_config
 from flaxbert.heads import Model
 from flaxbert.params import dummy_inputs, logical_axes, stack_layers
@@ -27,7 +28,8 @@ def dtype(name: str):
 
 class ModelSpec:
     """The model a `config.model` block names: a preset (random init), a `config.json`, or a
-    folder `from_pretrained` reads (weights loaded). Heads requested but absent start random."""
+    folder `from_pretrained` reads, or a hub id in the local Hugging Face cache (weights loaded).
+    Heads requested but absent start random."""
 
     def __init__(self, model_cfg, heads: Sequence[str], num_labels: int = 2, vocab_size=None):
         self.heads, self.num_labels = tuple(heads), num_labels
@@ -36,8 +38,9 @@ class ModelSpec:
         self.initial_params = None
         self.tokenizer = None
         overrides = dict(model_cfg.get("overrides", {}) or {})
-        if Path(name).is_dir():
-            loaded = from_pretrained(name, heads=self.heads, num_labels=num_labels, dtype=compute,
+        folder = hub.resolve(name)
+        if folder.is_dir():
+            loaded = from_pretrained(folder, heads=self.heads, num_labels=num_labels, dtype=compute,
                                      tokenizer=True)
             self.model, self.initial_params, self.tokenizer = loaded
             self.config = self.model.config.replace(**_dropout_overrides(name, self.model.config,
@@ -92,7 +95,7 @@ def _dropout_overrides(folder: str, config, overrides: dict) -> dict:
 def check_model_overrides(model_cfg) -> None:
     """`_dropout_overrides`' check before anything is built or written, for a weights folder in
     the HF layout (its config.json is cheap to read; other formats are checked as they load)."""
-    folder = Path(str(model_cfg.get("name", "")))
+    folder = hub.resolve(str(model_cfg.get("name", "")))
     overrides = dict(model_cfg.get("overrides", {}) or {})
     if overrides and (folder / "config.json").is_file():
         _dropout_overrides(str(folder), load_config(folder / "config.json"), overrides)

@@ -14,6 +14,15 @@ and automatic resume when the same command runs again in the same work directory
   all processes agree, and stops with `Preempted` (the programs exit with `EXIT_PREEMPTED`);
   running the same command again resumes exactly.
 
+Every log line carries the throughput since the previous one (`Throughput`): `tokens_per_sec`
+(token slots, padding included), `flops_per_step` from XLA's cost analysis of the compiled step
+(all devices) and `mfu` against the peak `trainer.peak_flops` states (0: the known accelerator's
+dense bf16 peak from distill/accelerators.py, on a CPU a measured matmul rate); in distillation
+also `teacher_flops_per_step` (its forward compiled alone on the same batch shapes),
+`student_flops_per_step` (the rest) and `teacher_mfu` / `student_mfu`. Evaluations and checkpoint
+saves do not count as training time. The end of `fit` logs the run's figures in one line (without
+the first log interval: compilation) and keeps them in `throughput`.
+
 The work directory may be a URL (gs://, s3://): paths are `etils.epath` paths throughout.
 
 A task provides:
@@ -270,6 +279,7 @@ class Trainer:
 
         self._predict_steps: dict[int, Any] = {}
         self.last_eval: dict[str, float] = {}
+        self.throughput: dict[str, float] = {}  # the last fit's rates (Throughput.summary)
         self.checkpoints = ocp.CheckpointManager(
             checkpoint_dir(self.workdir),
             options=ocp.CheckpointManagerOptions(
@@ -392,13 +402,11 @@ class Trainer:
         with jax.set_mesh(self.mesh):
             compiled = self.train_step.lower(state, frozen, batch).compile()
         memory = compiled.memory_analysis()
-        cost = compiled.cost_analysis()
-        cost = cost[0] if isinstance(cost, (list, tuple)) else cost
         report = {name: float(getattr(memory, f"{name}_size_in_bytes"))
                   for name in ("argument", "output", "temp", "alias", "generated_code")}
         # donated state buffers are reused for the outputs, so they count once
         report["peak"] = report["argument"] + report["output"] + report["temp"] - report["alias"]
-        report["flops"] = float(cost.get("flops", 0.0)) if cost else 0.0
+        report["flops"] = compiled_flops(compiled)
         return report
 
     # --- loops ------------------------------------------------------------------------------
@@ -443,16 +451,15 @@ class Trainer:
         writer = MetricWriter(self.workdir, start)
         if resumed:
             log.info("resumed from %s at step %d", self.checkpoints.directory, start)
-        flops_per_token = self._flops_per_token()
+        throughput = Throughput(self)
         progress = progress_bar(tcfg.num_steps, self.workdir.name, start)
-        last_time, tokens = time.perf_counter(), 0  # token slots since the last log line
         stop = StopRequest()
         try:
             stop.__enter__()
             with jax.set_mesh(self.mesh):
                 for step in range(start, tcfg.num_steps):
                     batch = place_batch(next(train_iter), self.batch_sharding)
-                    tokens += batch["input_word_ids"].size  # batch shapes vary with buckets
+                    throughput.add(state, batch)  # before the step: it donates `state`
                     state, metrics = self.train_step(state, self.frozen, batch)
                     done = step + 1
                     save_now = done % tcfg.checkpoint_every == 0 or done == tcfg.num_steps
@@ -463,15 +470,15 @@ class Trainer:
                                 f"loss became {metrics['loss']} at step {done}; the last good "
                                 f"checkpoint (step {self.checkpoints.latest_step()}) is kept in "
                                 f"{self.workdir / 'checkpoints'}")
-                        now = time.perf_counter()
-                        metrics["tokens_per_sec"] = tokens / (now - last_time)
-                        metrics["mfu"] = (flops_per_token * metrics["tokens_per_sec"]
-                                          / (tcfg.peak_flops * jax.device_count()))
-                        last_time, tokens = now, 0
+                        metrics.update(throughput.interval())
                         writer.write(done, metrics)
                         progress.set_postfix(loss=f"{metrics['loss']:.4f}")
-                    if evaluate is not None and (done % tcfg.eval_every == 0
-                                                 or done == tcfg.num_steps):
+                    evaluating = evaluate is not None and (done % tcfg.eval_every == 0
+                                                           or done == tcfg.num_steps)
+                    if evaluating or save_now:  # their time is no training time
+                        jax.block_until_ready(state.step)  # the steps so far are
+                        paused = time.perf_counter()
+                    if evaluating:
                         self.last_eval = evaluate(state)
                         writer.write(done, {f"eval_{k}": v for k, v in self.last_eval.items()})
                         log.info("step %d: %s", done, "  ".join(
@@ -479,6 +486,8 @@ class Trainer:
                     if save_now:
                         self.save(state, train_iter, force=done == tcfg.num_steps)
                         writer.flush()
+                    if evaluating or save_now:
+                        throughput.exclude(time.perf_counter() - paused)
                     progress.update(1)
                     if stop.requested(done) and done < tcfg.num_steps:
                         if not save_now:
@@ -493,17 +502,131 @@ class Trainer:
             self.checkpoints.wait_until_finished()
             progress.close()
             writer.close()
+        self.throughput = throughput.summary()
         return state
 
-    def _flops_per_token(self) -> float:
-        """6·N per token for the trained parameters (forward + backward) + 2·N for the frozen
-        (teacher) ones, N without embedding tables (a lookup is no matmul). Attention's T² term
-        and the MLM output projection are left out, so MFU is understated a little."""
-        def matmul_params(tree):
-            flat = jax.tree_util.tree_flatten_with_path(tree)[0]
-            return sum(math.prod(x.shape) for path, x in flat
-                       if getattr(path[-1], "key", None) != "embedding")
-        return 6.0 * matmul_params(self.abstract_state.params) + 2.0 * matmul_params(self.frozen)
+
+#: The throughput metrics of a log line (the teacher_/student_ ones in distillation only): they
+#: depend on the machine's speed and on how the step compiles, not on what it computes.
+THROUGHPUT_METRICS = ("tokens_per_sec", "flops_per_step", "teacher_flops_per_step",
+                      "student_flops_per_step", "mfu", "teacher_mfu", "student_mfu")
+
+
+class Throughput:
+    """Tokens/s and model FLOPs utilisation of the train steps, from XLA's cost analysis of the
+    compiled step (per batch shape: buckets vary them). A distillation step's teacher forward is
+    counted apart: the task's `teacher_outputs` compiled alone on the same (micro-)batch shapes
+    gives the teacher's FLOPs, the student's are the rest (its forward, backward and update).
+
+    FLOPs count all devices; MFU = FLOPs / (seconds × peak × devices), the peak from
+    `accelerators.peak_flops` (trainer.peak_flops, else the known accelerator's, on a CPU a
+    measured matmul rate). XLA counts a loop's body once, so with grad_accum_steps > 1 (the
+    micro-batch loop) or scan_layers the figures count one micro-batch / one layer."""
+
+    def __init__(self, trainer: Trainer):
+        from distill import accelerators
+
+        self.trainer = trainer
+        self.devices = jax.device_count()
+        self.peak, self.peak_source = accelerators.peak_flops(
+            jax.devices()[0], float(trainer.config.trainer.get("peak_flops", 0.0)))
+        task = trainer.task
+        self.teacher = None
+        if trainer.frozen and hasattr(task, "teacher_outputs"):
+            self.teacher = jax.jit(
+                sharding.traced_in_rules(task.teacher_outputs, trainer.mesh),
+                in_shardings=(trainer.frozen_sharding, trainer.batch_sharding))
+        self.costs: dict[tuple, tuple[float, float]] = {}  # batch shapes -> (FLOPs, teacher's)
+        # [steps, token slots, FLOPs, teacher FLOPs] since the last log line, and over the log
+        # intervals after the first (the run's figures, without the first step's compilation)
+        self.since_log, self.log_time = np.zeros(4), time.perf_counter()
+        self.run, self.run_seconds, self.first = np.zeros(4), 0.0, True
+        config = trainer.config
+        loops = [name for name, on in (
+            ("trainer.grad_accum_steps > 1", config.trainer.grad_accum_steps > 1),
+            *((f"{block}.scan_layers", config[block].get("scan_layers", False))
+              for block in ("model", "teacher") if block in config)) if on]
+        if loops:
+            log.warning("%s: XLA's cost analysis counts a loop's body once, so FLOPs per step "
+                        "and MFU count one micro-batch / layer of the loop", " and ".join(loops))
+        if self.peak is None:
+            log.warning("no MFU: %s", self.peak_source)
+
+    def step_flops(self, state, batch) -> tuple[float, float]:
+        """(FLOPs, teacher FLOPs) of one train step on this batch's shapes, all devices."""
+        key = tuple((name, x.shape, str(x.dtype)) for name, x in sorted(batch.items()))
+        if key not in self.costs:
+            t = self.trainer
+            with jax.set_mesh(t.mesh):  # the same lowering as the call: compiled once, cached
+                total = compiled_flops(t.train_step.lower(state, t.frozen, batch).compile())
+                teacher = 0.0
+                if self.teacher is not None:
+                    accum = t.config.trainer.grad_accum_steps  # the step's loop body's rows
+                    micro = {name: jax.ShapeDtypeStruct((x.shape[0] // accum, *x.shape[1:]),
+                                                        x.dtype, sharding=t.batch_sharding)
+                             for name, x in batch.items()}
+                    teacher = compiled_flops(self.teacher.lower(t.frozen, micro).compile())
+            self.costs[key] = (total * self.devices, teacher * self.devices)
+        return self.costs[key]
+
+    def add(self, state, batch) -> None:
+        """Counts one step on `batch`: its token slots (padding included) and FLOPs."""
+        self.since_log += (1, batch["input_word_ids"].size, *self.step_flops(state, batch))
+
+    def exclude(self, seconds: float) -> None:
+        """Leaves out of the rates time that trained nothing (an evaluation, a checkpoint)."""
+        self.log_time += seconds
+
+    def rates(self, seconds: float, counts) -> dict[str, float]:
+        steps, tokens, flops, teacher = counts
+        rates = {"tokens_per_sec": tokens / seconds, "flops_per_step": flops / steps}
+        if self.teacher is not None:
+            rates.update(teacher_flops_per_step=teacher / steps,
+                         student_flops_per_step=(flops - teacher) / steps)
+        if self.peak is not None:
+            capacity = seconds * self.peak * self.devices
+            rates["mfu"] = flops / capacity
+            if self.teacher is not None:
+                rates.update(teacher_mfu=teacher / capacity,
+                             student_mfu=(flops - teacher) / capacity)
+        return rates
+
+    def interval(self) -> dict[str, float]:
+        """The rates since the last log line (called at one: the device has run the steps)."""
+        now = time.perf_counter()
+        seconds = now - self.log_time
+        rates = self.rates(seconds, self.since_log)
+        if not self.first:
+            self.run += self.since_log
+            self.run_seconds += seconds
+        self.since_log, self.log_time, self.first = np.zeros(4), now, False
+        return rates
+
+    def summary(self) -> dict[str, float]:
+        """The rates over the log intervals after the first (no compiling), logged as one line."""
+        if not self.run[0]:
+            return {}
+        rates = self.rates(self.run_seconds, self.run)
+        parts = [f"{rates['tokens_per_sec']:,.0f} tokens/s",
+                 f"{rates['flops_per_step']:.4g} FLOPs per step"]
+        if self.teacher is not None:
+            parts[-1] += (f" (student {rates['student_flops_per_step']:.4g}, teacher "
+                          f"{rates['teacher_flops_per_step']:.4g})")
+        if "mfu" in rates:
+            mfu = f"MFU {rates['mfu']:.2%}"
+            if self.teacher is not None:
+                mfu += f" (student {rates['student_mfu']:.2%}, teacher {rates['teacher_mfu']:.2%})"
+            parts.append(f"{mfu} of {self.devices} × {self.peak:.4g} FLOP/s ({self.peak_source})")
+        log.info("%s throughput over %d steps: %s", self.trainer.workdir.name,
+                 int(self.run[0]), "; ".join(parts))
+        return rates
+
+
+def compiled_flops(compiled) -> float:
+    """XLA's FLOPs count of a compiled computation (per device)."""
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return float(cost.get("flops", 0.0)) if cost else 0.0
 
 
 def state_checksums(state):

@@ -6,7 +6,8 @@
     flaxbert demo --model MODEL_DIR --data VADER_DIR [--sentences 2000]
 
 Errors in what is passed in (a missing folder or file, an empty input, a bad option value) are
-printed as one line naming the command, and the exit status is non-zero.
+printed as one line naming the command, and the exit status is non-zero. MODEL_DIR and SRC may
+also be a Hugging Face hub id (`org/name[@revision]`) in the local hub cache (flaxbert/hub.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from flaxbert import hub
 
 POOLINGS = ("mean", "pooled", "cls")
 #: The sequence lengths a batch is padded to (then `seq_length` itself): few shapes, few compiles.
@@ -152,9 +155,10 @@ def _embed(args) -> None:
 def _convert(args) -> None:
     from flaxbert.checkpoints.convert import convert
 
-    if not Path(args.src).exists() and not Path(f"{args.src}.index").exists():
+    src = hub.resolve(args.src)
+    if not src.exists() and not Path(f"{src}.index").exists():
         raise FileNotFoundError(f"model folder {args.src} does not exist")
-    convert(args.src, args.dst, to=args.to, config=args.config)
+    convert(src, args.dst, to=args.to, config=args.config)
     print(f"converted {args.src} → {args.dst} ({args.to})")
 
 
@@ -264,10 +268,12 @@ def _parser() -> argparse.ArgumentParser:
                                  epilog=f"example:\n  {EXAMPLES[example]}")
 
     info = command(sub, "info", "config and parameter count of a model folder", "info")
-    info.add_argument("model", help="a model folder (HF layout, Google TF checkpoint, ...)")
+    info.add_argument("model", help="a model folder (HF layout, Google TF checkpoint, ...) or "
+                      "a cached hub id org/name")
     info.set_defaults(run=_info)
     embed = command(sub, "embed", "sentence embeddings of a text file (one per line)", "embed")
-    embed.add_argument("--model", required=True, help="a model folder from_pretrained reads")
+    embed.add_argument("--model", required=True,
+                       help="a model folder from_pretrained reads, or a cached hub id")
     embed.add_argument("--input", required=True, help="a UTF-8 text file, one text per line")
     embed.add_argument("--output", help="the .npy to write (default: INPUT with .npy)")
     embed.add_argument("--pooling", default="mean", choices=POOLINGS,
@@ -282,7 +288,8 @@ def _parser() -> argparse.ArgumentParser:
     conv.add_argument("--config", help="preset name or config JSON (TF Hub v1 modules need it)")
     conv.set_defaults(run=_convert)
     demo = command(sub, "demo", "nearest neighbours among real movie-review sentences", "demo")
-    demo.add_argument("--model", required=True, help="a model folder from_pretrained reads")
+    demo.add_argument("--model", required=True,
+                      help="a model folder from_pretrained reads, or a cached hub id")
     demo.add_argument("--data", required=True, help=f"the VADER folder (with {VADER_MOVIES})")
     demo.add_argument("--sentences", type=int, default=2000, help="corpus sentences embedded")
     demo.add_argument("--k", type=int, default=3, help="neighbours shown per query")

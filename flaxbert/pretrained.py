@@ -6,7 +6,8 @@
     >>> out["pooled_output"].shape
     (2, 384)
 
-A folder in HF's layout holds `config.json`, `model.safetensors` and `vocab.txt` or
+`path` may also be a Hugging Face hub id, `org/name[@revision]`, read from the local hub cache
+with no network (`flaxbert.hub`; an existing local path wins). A folder in HF's layout holds `config.json`, `model.safetensors` and `vocab.txt` or
 `tokenizer.json`. Heads present in the weights are loaded; `heads=` picks a subset or asks for new
 ones (a fresh classifier for fine-tuning, say), which are initialised randomly and reported.
 """
@@ -21,6 +22,7 @@ from typing import Any, NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 
+from flaxbert import hub
 from flaxbert.checkpoints import huggingface as hf
 from flaxbert.configs import load_config
 from flaxbert.heads import Model
@@ -42,8 +44,8 @@ def _head_of(path: str) -> str:
 def from_pretrained(path: str | Path, heads: Sequence[str] | None = None, num_labels: int | None = None,
                     *, dtype=jnp.float32, param_dtype=jnp.float32, tokenizer: bool = True,
                     seed: int = 0) -> Pretrained:
-    """Loads a model folder. `heads=None` keeps the heads the weights have."""
-    path = Path(path)
+    """Loads a model folder (or a cached hub id). `heads=None` keeps the heads the weights have."""
+    path = hub.resolve(path)
     is_prefix = Path(f"{path}.index").is_file() or (path.suffix == ".index" and path.is_file())
     if is_prefix or (path.is_dir() and not (path / "config.json").is_file()):
         # Google formats (TF1 checkpoint, TF Hub v1 module, TF2 SavedModel): see checkpoints.google

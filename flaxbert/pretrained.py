@@ -7,8 +7,10 @@
     (2, 384)
 
 `path` may also be a Hugging Face hub id, `org/name[@revision]`, read from the local hub cache
-with no network (`flaxbert.hub`; an existing local path wins). A folder in HF's layout holds `config.json`, `model.safetensors` and `vocab.txt` or
-`tokenizer.json`. Heads present in the weights are loaded; `heads=` picks a subset or asks for new
+with no network (`flaxbert.hub`; an existing local path wins). A folder in HF's layout holds
+`config.json`, `model.safetensors` (or `pytorch_model.bin`, read through torch: many hub
+repositories of the compact BERTs hold only that) and `vocab.txt` or `tokenizer.json`. Heads
+present in the weights are loaded; `heads=` picks a subset or asks for new
 ones (a fresh classifier for fine-tuning, say), which are initialised randomly and reported.
 """
 
@@ -58,11 +60,7 @@ def from_pretrained(path: str | Path, heads: Sequence[str] | None = None, num_la
     if not path.is_dir():
         raise FileNotFoundError(f"model folder {path} does not exist")
     config = load_config(path / "config.json")
-    weights = path / "model.safetensors"
-    if not weights.is_file():
-        raise FileNotFoundError(f"{path} has no model.safetensors (PyTorch .bin files are not read: "
-                                f"save them as safetensors with transformers first)")
-    tensors = hf.read_safetensors(weights)
+    tensors = hf.read_weights(path)
     layout = hf.detect_layout(tensors, config.model_type)
     heads = tuple(layout["heads"] if heads is None else heads)
     if num_labels is None:
@@ -79,7 +77,7 @@ def from_pretrained(path: str | Path, heads: Sequence[str] | None = None, num_la
             if not any(name.startswith(_hf_head_prefix(h)) for h in dropped)}
     subset = unflatten({p: s for p, s in abstract.items() if _head_of(p) in loaded_heads})
     params = flatten(hf.params_from_hf(keep, subset, config.model_type, layout["backbone_prefix"],
-                                       source=str(weights)))
+                                       source=str(path)))
     fresh = sorted(set(heads) - set(layout["heads"]))
     if fresh:
         log.warning("%s: heads %s are not in the weights; initialised randomly (seed %d)",

@@ -248,7 +248,7 @@ def test_missing_files(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         from_pretrained(tmp_path / "nope")
     (tmp_path / "config.json").write_text(json.dumps(SMALL_HF))
-    with pytest.raises(FileNotFoundError, match="no model.safetensors"):
+    with pytest.raises(FileNotFoundError, match="has neither model.safetensors nor pytorch_model.bin"):
         from_pretrained(tmp_path)
 
 

@@ -117,3 +117,26 @@ def test_a_config_naming_the_id_loads_it(hub_cache, minilm_dir, capsys):
     assert spec.tokenizer is not None
     cli.main(["info", REPO])
     assert "hidden            384" in capsys.readouterr().out
+
+
+def test_a_pytorch_only_repository_loads_through_torch(tmp_path, minilm_dir, monkeypatch):
+    """google/bert_uncased_L-* and prajjwal1/bert-* hold `pytorch_model.bin` and no safetensors:
+    the same weights written by torch load as the safetensors folder does."""
+    import torch
+    from safetensors.torch import load_file
+
+    folder = tmp_path / "pytorch_only"
+    folder.mkdir()
+    for file in minilm_dir.iterdir():
+        if file.name not in ("model.safetensors",) and not file.name.startswith("."):
+            (folder / file.name).write_bytes(file.read_bytes())
+    torch.save(load_file(str(minilm_dir / "model.safetensors")), folder / "pytorch_model.bin")
+    cache = tmp_path / "hub"
+    fill_cache(cache, folder, repo="google/bert_uncased_L-6_H-384_A-12")
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.chdir(tmp_path)
+    _, params, _ = from_pretrained("google/bert_uncased_L-6_H-384_A-12")
+    assert_same(params, from_pretrained(minilm_dir)[1])
+    (folder / "pytorch_model.bin").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="pytorch_model.bin: not a readable PyTorch weights file"):
+        from_pretrained(folder)

@@ -140,6 +140,32 @@ def read_safetensors(path: str | Path) -> dict[str, np.ndarray]:
             return {name: np.asarray(f.get_tensor(name), dtype=np.float32) for name in f.keys()}
 
 
+def read_pytorch_bin(path: str | Path) -> dict[str, np.ndarray]:
+    """All tensors of a PyTorch `pytorch_model.bin` as float32 numpy arrays, read by torch itself
+    (`weights_only`: tensors only, no code runs). Many hub repositories of the compact BERTs
+    (google/bert_uncased_L-*, prajjwal1/bert-*) hold only this file."""
+    try:
+        import torch
+    except ImportError:
+        raise ValueError(f"{path}: a PyTorch weights file; reading it needs torch (pip install "
+                         "torch), or save the model as safetensors with transformers first") from None
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises many kinds for a bad file
+        raise ValueError(f"{path}: not a readable PyTorch weights file ({e})") from None
+    return {name: t.float().numpy() for name, t in state.items() if hasattr(t, "float")}
+
+
+def read_weights(folder: str | Path) -> dict[str, np.ndarray]:
+    """The weights of a folder in HF's layout: `model.safetensors`, else `pytorch_model.bin`."""
+    folder = Path(folder)
+    if (folder / "model.safetensors").is_file():
+        return read_safetensors(folder / "model.safetensors")
+    if (folder / "pytorch_model.bin").is_file():
+        return read_pytorch_bin(folder / "pytorch_model.bin")
+    raise FileNotFoundError(f"{folder} has neither model.safetensors nor pytorch_model.bin")
+
+
 def detect_layout(tensors: dict[str, Any], model_type: str) -> dict[str, Any]:
     """Which heads, backbone prefix, pooler and label count an HF state dict implies."""
     prefix = BACKBONE_PREFIX[model_type]

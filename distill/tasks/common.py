@@ -12,6 +12,7 @@ import jax
 import ml_collections
 from etils import epath
 
+from distill import run_lock
 from distill.files import as_path, atomic_output, write_json, write_text  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
@@ -124,7 +125,9 @@ def plot_curves(workdir: str | Path, keys: Sequence[str], filename: str = "curve
 
 
 def stage(workdir: Path, name: str, program, config) -> dict:
-    """Runs one stage unless its result exists; returns its result with the wall time."""
+    """Runs one stage unless its result exists; returns its result with the wall time. The stage
+    folder is locked while it runs (`run_lock`): a `distill` run started on it meanwhile is
+    refused, and so is this stage while such a run holds it."""
     folder = as_path(workdir) / name
     done = folder / "result.json"
     if done.exists():
@@ -132,10 +135,11 @@ def stage(workdir: Path, name: str, program, config) -> dict:
         return json.loads(done.read_text())
     log.info("stage %s: running in %s", name, folder)
     start = time.perf_counter()
-    result = program.run(config, folder)
-    result["wall_seconds"] = time.perf_counter() - start
-    if jax.process_index() == 0:
-        write_json(done, result)
+    with run_lock.hold(folder):
+        result = program.run(config, folder)
+        result["wall_seconds"] = time.perf_counter() - start
+        if jax.process_index() == 0:
+            write_json(done, result)
     return result
 
 

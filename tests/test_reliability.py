@@ -5,6 +5,7 @@ Each run is its own process (tests/workers/train_worker.py), killed or damaged f
 reference is one straight run of the same 12 steps (checkpoints every 4, the last two kept).
 """
 
+import json
 import os
 import random
 import shutil
@@ -17,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from etils import epath
 from helpers import WORKER, build_once, cpu_devices_env, losses, run_worker
 
 from distill.trainer import EXIT_PREEMPTED, state_checksums
@@ -80,7 +82,6 @@ def test_damaged_newest_checkpoint_is_moved_aside_and_the_previous_one_resumed(
     # the damaged folder is kept aside, and training redid steps 9..12 from step 8
     assert (checkpoints / "12.damaged-1" / "state").is_dir()
     assert sorted(os.listdir(checkpoints)) == ["12", "12.damaged-1", "8"]
-    import json
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert_same_run(summary, workdir, straight)
 
@@ -156,7 +157,10 @@ def fake_bucket(tmp_path, monkeypatch):
     for protocol in ("gs", "gcs"):
         monkeypatch.setitem(registry, protocol, LocalBucket)
     monkeypatch.chdir(tmp_path)  # a collapsed `gs:/bucket` would appear here
-    return root
+    forget = type(epath.backend.fsspec_backend)._get_filesystem.cache_clear  # etils keeps one
+    forget()
+    yield root
+    forget()
 
 
 def test_a_gs_workdir_stays_a_url_for_config_metrics_outputs_and_checkpoints(fake_bucket,
@@ -236,3 +240,116 @@ def test_state_checksums_change_with_any_byte_or_moved_word_of_every_dtype():
     for name, value in changed.items():
         sums = jax.tree_util.tree_map(int, state_checksums({**state, name: value}))
         assert [k for k in sums if sums[k] != base[k]] == [name]
+
+
+# --- one writer per run folder (distill/run_lock.py) -------------------------------------------
+
+@pytest.fixture
+def sleeper():
+    """A live process of this host that holds no lock: a lock file may name it."""
+    proc = subprocess.Popen(["sleep", "300"])
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def lock_record(**fields):
+    """A run.lock record of another run (run_lock's fields), started a minute ago."""
+    import socket
+
+    from distill import run_lock
+
+    minute_ago = time.time() - 60
+    return {"host": socket.gethostname(), "boot_id": run_lock._boot_id(),
+            "pid": 0, "process_started": run_lock._iso(minute_ago - 5),
+            "started": run_lock._iso(minute_ago), "heartbeat": run_lock._iso(minute_ago),
+            "lease_seconds": run_lock.LEASE_SECONDS, "token": "theirs", "command": "distill x"
+            } | fields
+
+
+def gone_pid():
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def live_holder(sleeper):
+    from distill.run_lock import _iso, process_start_time
+    return lock_record(pid=sleeper.pid, process_started=_iso(process_start_time(sleeper.pid)))
+
+
+def reused_pid(sleeper):  # the pid runs, but its process started after the lock's
+    return lock_record(pid=sleeper.pid)
+
+
+def other_host_alive(sleeper):
+    from distill.run_lock import _iso
+    return lock_record(host="elsewhere", pid=1, heartbeat=_iso(time.time() - 10))
+
+
+def other_host_silent(sleeper):
+    from distill.run_lock import LEASE_SECONDS, _iso
+    return lock_record(host="elsewhere", pid=1, heartbeat=_iso(time.time() - LEASE_SECONDS - 60))
+
+
+@pytest.mark.parametrize("holder, taken_over_because", [
+    (live_holder, None),
+    (other_host_alive, None),
+    (lambda sleeper: lock_record(pid=gone_pid()), "process {pid} is not running"),
+    (reused_pid, "pid {pid} now belongs to another process, started "),
+    (lambda sleeper: lock_record(boot_id="an earlier boot"), "its host has rebooted since"),
+    (other_host_silent, "no heartbeat for 36"),
+], ids=["live", "other-host-live", "gone", "pid-reused", "rebooted", "lease-expired"])
+@pytest.mark.parametrize("where", ["local", "gs"])
+def test_a_lock_is_refused_while_its_holder_lives_and_taken_over_with_a_warning_when_gone(
+        tmp_path, sleeper, holder, taken_over_because, where, request, caplog):
+    """A holder on this host lives while its pid runs a process started before the lock; on
+    another host, while its heartbeat is younger than its lease."""
+    from distill import run_lock
+    from distill.files import as_path
+
+    if where == "gs":
+        request.getfixturevalue("fake_bucket")
+        workdir = "gs://bucket/run"
+    else:
+        workdir = str(tmp_path / "run")
+    lock_file = as_path(workdir) / "run.lock"
+    lock_file.parent.mkdir(parents=True)
+    record = holder(sleeper)
+    lock_file.write_text(json.dumps(record))
+    if taken_over_because is None:
+        with pytest.raises(run_lock.RunFolderBusy) as refused, run_lock.hold(workdir):
+            pass
+        assert str(refused.value) == (
+            f"{workdir} is in use by another run ({run_lock.describe(record)}); stop that run "
+            f"first (`kill {record['pid']}` on {record['host']}), or delete {workdir}/run.lock "
+            f"if you know that process is gone")
+        assert f"pid {record['pid']}, started " in str(refused.value)
+        assert json.loads(lock_file.read_text()) == record  # untouched
+        return
+    with caplog.at_level("WARNING", "distill.run_lock"), run_lock.hold(workdir) as lock:
+        mine = json.loads(lock_file.read_text())
+        assert mine["pid"] == os.getpid() and mine["token"] == lock.record["token"]
+    reason = taken_over_because.format(pid=record["pid"])
+    assert [r.getMessage() for r in caplog.records] == [lock.takeover]
+    assert lock.takeover.startswith(f"took over {workdir}/run.lock from a run that is gone "
+                                    f"({run_lock.describe(record)}): {reason}")
+    assert not lock_file.exists()  # released
+
+
+def test_a_lock_is_re_entrant_in_its_process_and_refreshes_its_heartbeat(tmp_path, monkeypatch):
+    from distill import run_lock
+
+    monkeypatch.setattr(run_lock, "HEARTBEAT_SECONDS", 0.05)
+    lock_file = tmp_path / "run" / "run.lock"
+    with run_lock.hold(tmp_path / "run") as outer:
+        first = json.loads(lock_file.read_text())
+        with run_lock.hold(tmp_path / "run") as inner:  # a recipe and its stage's own check
+            assert inner is outer
+        assert lock_file.exists()
+        time.sleep(0.3)
+        later = json.loads(lock_file.read_text())
+        assert later["heartbeat"] > first["heartbeat"]
+        assert {k: v for k, v in later.items() if k != "heartbeat"} == {
+            k: v for k, v in first.items() if k != "heartbeat"}
+    assert not lock_file.exists()

@@ -8,6 +8,7 @@ reference is one straight run of the same 12 steps (checkpoints every 4, the las
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -353,3 +354,220 @@ def test_a_lock_is_re_entrant_in_its_process_and_refreshes_its_heartbeat(tmp_pat
         assert {k: v for k, v in later.items() if k != "heartbeat"} == {
             k: v for k, v in first.items() if k != "heartbeat"}
     assert not lock_file.exists()
+
+
+# --- a tiny `distill pretrain`: refused, killed, out of disk -----------------------------------
+# Hidden 32, 2 layers, dropout on (BERT's 0.1), a 3,000-token vocabulary; 40 steps of 8 rows,
+# checkpoints every 4 steps (the last 2 kept), evaluation every 5, the export at the end.
+TINY_STEPS, CHECKPOINT_EVERY, EVAL_EVERY = 40, 4, 5
+
+
+@pytest.fixture(scope="session")
+def tiny_pretrain(session_dir, minilm_dir, vader_dir):
+    """`command(workdir)`: the command line of the tiny run; its input files made once."""
+    def make(folder):
+        vocab = (minilm_dir / "vocab.txt").read_text().splitlines()
+        # the special tokens, the characters and the 1,000 most frequent words
+        (folder / "vocab.txt").write_text("\n".join(vocab[:3000]) + "\n")
+        for name, source, lines in (("train.txt", "tweets", 600), ("eval.txt", "movieReviewSnippets", 300)):
+            text = (vader_dir / f"{source}_GroundTruth.txt").read_text(errors="replace")
+            (folder / name).write_text("\n".join(text.splitlines()[:lines]) + "\n")
+        return {}
+
+    inputs, _ = build_once(session_dir, "tiny_pretrain_inputs", make)
+    model = ("{'hidden_size': 32, 'num_hidden_layers': 2, 'num_attention_heads': 2, "
+             "'intermediate_size': 64}")
+    fields = {"model.overrides": model, "data.vocab": inputs / "vocab.txt",
+              "data.train": f"vader:{inputs / 'train.txt'}",
+              "data.eval": f"vader:{inputs / 'eval.txt'}", "data.max_seq_length": 32,
+              "data.max_predictions_per_seq": 5, "data.dupe_factor": 1,
+              "trainer.num_steps": TINY_STEPS, "trainer.batch_size": 8, "trainer.log_every": 1,
+              "trainer.checkpoint_every": CHECKPOINT_EVERY, "trainer.eval_every": EVAL_EVERY}
+    return lambda workdir: [sys.executable, "-m", "distill.cli", "pretrain",
+                            "--config=pretrain.py:tiny", f"--workdir={workdir}",
+                            *(f"--config.{k}={v}" for k, v in fields.items())]
+
+
+def run_cli(command, timeout=600):
+    return subprocess.run(command, env=cpu_devices_env(1), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def straight_pretrain(session_dir, tiny_pretrain):
+    """The tiny run's work directory, run once straight through."""
+    def run(workdir):
+        proc = run_cli(tiny_pretrain(workdir))
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return {}
+    return build_once(session_dir, "straight_pretrain", run)[0]
+
+
+def logged_losses(workdir):
+    """Every loss and accuracy of metrics.jsonl, by step (timings left out)."""
+    from distill.trainer import read_metrics
+    return [{k: v for k, v in row.items() if k == "step" or "loss" in k or "accuracy" in k}
+            for row in read_metrics(workdir)]
+
+
+def assert_same_pretraining(workdir, reference):
+    """The exported weights and the logged losses are bit-identical to the reference run's."""
+    from safetensors.numpy import load_file
+
+    want, got = (load_file(w / "export" / "model.safetensors") for w in (reference, workdir))
+    assert got.keys() == want.keys()
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+    want_losses = logged_losses(reference)
+    assert [r["step"] for r in want_losses if "loss" in r] == list(range(1, TINY_STEPS + 1))
+    assert logged_losses(workdir) == want_losses
+
+
+def wait_for(condition, proc, what, timeout=300, poll=0.001):
+    """`condition()`'s first true value, checked every `poll` seconds while `proc` runs."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        found = condition()
+        if found:
+            return found
+        if proc.poll() is not None:
+            raise AssertionError(f"the run ended (status {proc.returncode}) before {what}")
+        time.sleep(poll)
+    raise AssertionError(f"no {what} within {timeout} s")
+
+
+def partial_checkpoints(checkpoints, since_ns=0):
+    """Names of orbax's `<step>.orbax-checkpoint-tmp*` folders made after `since_ns`."""
+    try:
+        entries = list(os.scandir(checkpoints))
+    except FileNotFoundError:
+        return []
+    return sorted(e.name for e in entries if ".orbax-checkpoint-tmp" in e.name
+                  and e.stat().st_ctime_ns > since_ns)
+
+
+def finished_checkpoints(checkpoints):
+    return sorted(int(n) for n in os.listdir(checkpoints) if n.isdigit()) if checkpoints.is_dir() else []
+
+
+def snapshot(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None
+            for p in sorted(folder.rglob("*"))}
+
+
+@pytest.mark.slow
+def test_a_second_run_in_a_live_run_folder_is_refused_naming_the_holder(tiny_pretrain, tmp_path):
+    import socket
+
+    from distill.run_lock import describe
+
+    workdir = tmp_path / "run"
+    with open(tmp_path / "first.err", "w") as err:
+        first = subprocess.Popen(tiny_pretrain(workdir), env=cpu_devices_env(1),
+                                 stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        wait_for(lambda: len(logged_losses(workdir)) >= 6, first, "six logged steps", poll=0.05)
+        first.send_signal(signal.SIGSTOP)  # held still, so that its files can be compared
+        before = snapshot(workdir)
+        second = run_cli(tiny_pretrain(workdir))
+        after = snapshot(workdir)
+    finally:
+        first.send_signal(signal.SIGCONT)
+    holder = json.loads(before["run.lock"])
+    host = socket.gethostname()
+    assert holder["pid"] == first.pid and holder["host"] == host
+    assert second.returncode == 1
+    assert second.stderr.strip().splitlines()[-1] == (
+        f"distill pretrain: {workdir} is in use by another run ({describe(holder)}); stop that "
+        f"run first (`kill {first.pid}` on {host}), or delete {workdir / 'run.lock'} if you know "
+        f"that process is gone")
+    assert after == before  # not a byte written, no file made or removed
+    assert first.wait(timeout=600) == 0, (tmp_path / "first.err").read_text()[-3000:]
+    assert (workdir / "result.json").exists() and not (workdir / "run.lock").exists()
+
+
+@pytest.mark.slow
+def test_a_kill_during_a_checkpoint_write_leaves_a_partial_folder_that_the_rerun_removes(
+        tiny_pretrain, straight_pretrain, tmp_path):
+    """SIGKILL while orbax writes a checkpoint after the first: the rerun takes over the lock of
+    the gone process, removes the partial folder and resumes from the last complete checkpoint,
+    ending bit-identical to the straight run."""
+    workdir = tmp_path / "run"
+    checkpoints = workdir / "checkpoints"
+    for _ in range(3):  # a write may complete between being seen and the kill: try the next
+        killed = subprocess.Popen(tiny_pretrain(workdir), env=cpu_devices_env(1),
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: [n for n in partial_checkpoints(checkpoints)
+                          if int(n.split(".")[0]) > CHECKPOINT_EVERY], killed,
+                 "a checkpoint write after the first")
+        killed.kill()
+        killed.wait()
+        partial = partial_checkpoints(checkpoints)
+        if partial:
+            break
+    assert partial, "three kills during a checkpoint write all came after it completed"
+    good = finished_checkpoints(checkpoints)[-1]
+    assert (workdir / "run.lock").exists()
+    rerun = run_cli(tiny_pretrain(workdir))
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert (f"warning: took over {workdir / 'run.lock'} from a run that is gone (host "
+            in rerun.stderr)
+    assert f"pid {killed.pid}, started " in rerun.stderr
+    assert f"): process {killed.pid} is not running" in rerun.stderr
+    assert (f"warning: removed {', '.join(partial)} in {checkpoints}: the partial checkpoint of "
+            f"a write that did not finish") in rerun.stderr
+    assert f"resumed from {checkpoints} at step {good}" in rerun.stderr
+    assert not partial_checkpoints(checkpoints)
+    assert_same_pretraining(workdir, straight_pretrain)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 4 MB file system (tmpfs; mounting needs root, as `make test` has here)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "--lazy", str(mount)], check=True)
+
+
+def byte_count(text):
+    number, unit = text.split()
+    return float(number) * 1024 ** ["bytes", "KB", "MB", "GB"].index(unit)
+
+
+@pytest.mark.slow
+def test_a_full_disk_names_the_checkpoint_and_the_sizes_and_the_rerun_resumes_once_freed(
+        tiny_pretrain, straight_pretrain, small_disk):
+    """Checkpoints of 1.5 MB on a 4 MB disk: the third write fails with ENOSPC from the OS. The
+    error names the step, the free space and the last good checkpoint's size, and removes the
+    partial folder; with the disk made bigger the rerun resumes and ends bit-identical."""
+    workdir = small_disk / "run"
+    checkpoints = workdir / "checkpoints"
+    full = run_cli(tiny_pretrain(workdir))
+    assert full.returncode == 1
+    errors = [line for line in full.stderr.splitlines() if line.startswith("distill pretrain: ")]
+    size = r"(\d+ bytes|[\d.]+ [KMG]B)"
+    match = re.fullmatch(
+        rf"distill pretrain: checkpoint step (\d+) could not be written to "
+        rf"{re.escape(str(checkpoints))}: no space left on the device \({size} free; {size} "
+        rf"after removing its partial folder\); the last good checkpoint, step (\d+), takes "
+        rf"{size}, and checkpoints need about 3 × that: 2 kept \(trainer.keep_checkpoints\) \+ "
+        rf"the one being written. Free some space and rerun the same command: it resumes from "
+        rf"step (\d+)", errors[-1])
+    assert len(errors) == 1 and match, full.stderr[-3000:]
+    failed, free_then, free_now, good, good_size, resume = match.groups()
+    assert int(good) == int(resume) == int(failed) - CHECKPOINT_EVERY
+    assert finished_checkpoints(checkpoints)[-1] == int(good) and not partial_checkpoints(checkpoints)
+    checkpoint_bytes = sum(p.stat().st_size for p in (checkpoints / good).rglob("*") if p.is_file())
+    assert abs(byte_count(good_size) - checkpoint_bytes) <= 0.05 * 2 ** 20
+    assert byte_count(free_then) < checkpoint_bytes
+    assert abs(byte_count(free_now) - shutil.disk_usage(small_disk).free) <= 64 * 1024
+
+    subprocess.run(["mount", "-o", "remount,size=32m", str(small_disk)], check=True)
+    rerun = run_cli(tiny_pretrain(workdir))
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert f"resumed from {checkpoints} at step {good}" in rerun.stderr
+    assert_same_pretraining(workdir, straight_pretrain)

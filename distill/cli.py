@@ -11,7 +11,8 @@ to a config file of your own is read as it is (an existing path wins over a pack
 Any config field can be overridden with `--config.a.b=value`; an unknown field is an error before
 anything is built. Running the same command again in the same work directory resumes; a work
 directory holding a run of another config is refused before anything is built (fields that may
-change on resume, like trainer.num_steps or the eval/log/checkpoint cadence, are allowed).
+change on resume, like trainer.num_steps or the eval/log/checkpoint cadence, are allowed), and so
+is one that a live run writes (WORKDIR/run.lock names it; distill/run_lock.py).
 Multi-host jobs run one process per host with `--coordinator_address/--num_processes/--process_id`
 (or none of them on a TPU pod or under SLURM); see docs/multihost.md.
 

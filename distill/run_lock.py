@@ -357,6 +357,12 @@ def hold(workdir) -> Iterator[RunLock | None]:
             _exit(workdir)
 
 
+def holds(workdir) -> bool:
+    """Whether this process holds `workdir`'s lock."""
+    with _held_guard:
+        return _key(workdir) in _held
+
+
 def _enter(workdir) -> RunLock:
     with _held_guard:
         entry = _held.get(_key(workdir))

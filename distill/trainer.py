@@ -12,7 +12,14 @@ and automatic resume when the same command runs again in the same work directory
   resumes from the newest readable one;
 - SIGTERM (a preemption notice) or Ctrl-C saves a checkpoint at the next step boundary, on which
   all processes agree, and stops with `Preempted` (the programs exit with `EXIT_PREEMPTED`);
-  running the same command again resumes exactly.
+  running the same command again resumes exactly;
+- the partial folders of checkpoint writes that never finished (`<step>.orbax-checkpoint-tmp*`,
+  left by a kill or a crash) are removed when the trainer starts, before anything is saved;
+- a checkpoint write that runs out of space raises `CheckpointWriteFailed` naming the step, the
+  free space and the last good checkpoint's size, the step a rerun resumes from, after removing
+  its partial folder.
+
+One process writes a work directory at a time: the programs hold its `distill.run_lock`.
 
 The work directory may be a URL (gs://, s3://): paths are `etils.epath` paths throughout.
 

@@ -9,6 +9,7 @@ import json
 import os
 import random
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -224,6 +225,36 @@ def test_an_interrupted_output_leaves_the_previous_one_whole(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["export", "result.json"]
 
 
+def test_outputs_a_killed_run_left_half_written_are_cleared_by_the_next_writer(tmp_path, caplog):
+    """A kill inside `atomic_output` leaves a staging copy (`.NAME.tmp-PID-*`), or between its
+    two renames the old output moved aside (`.NAME.old-*`) with NAME missing."""
+    import ml_collections
+
+    from distill import run_lock
+    from distill.tasks.common import prepare_workdir
+
+    run = tmp_path / "run"
+    for folder in ("export", ".export.tmp-4242-0a1b2c3d", ".best.old-89abcdef"):
+        (run / folder).mkdir(parents=True)
+        (run / folder / "model.safetensors").write_text(folder)
+    for name in ("curves.png", ".curves.png.old-01234567", ".result.json.tmp-7-fedcba98",
+                 ".keep-me"):
+        (run / name).write_text(name)
+    config = ml_collections.ConfigDict({"trainer": {"num_steps": 1}})
+    before = snapshot(run)
+    prepare_workdir(run, config)  # not holding the lock: another run may be writing them
+    assert snapshot(run) == {**before, "config.json": (run / "config.json").read_bytes()}
+    with run_lock.hold(run), caplog.at_level("WARNING", "distill.tasks.common"):
+        prepare_workdir(run, config)
+    assert sorted(os.listdir(run)) == [".keep-me", "best", "config.json", "curves.png", "export"]
+    assert (run / "best" / "model.safetensors").read_text() == ".best.old-89abcdef"
+    assert (run / "export" / "model.safetensors").read_text() == "export"
+    assert [r.getMessage() for r in caplog.records] == [
+        f"in {run}, outputs a killed run left half-written: .best.old-89abcdef put back as best; "
+        f".curves.png.old-01234567 removed; .export.tmp-4242-0a1b2c3d removed; "
+        f".result.json.tmp-7-fedcba98 removed"]
+
+
 def test_state_checksums_change_with_any_byte_or_moved_word_of_every_dtype():
     rng = np.random.default_rng(0)
     state = {"f32": jnp.asarray(rng.normal(size=(4, 8)), jnp.float32),
@@ -338,6 +369,18 @@ def test_a_lock_is_refused_while_its_holder_lives_and_taken_over_with_a_warning_
     assert not lock_file.exists()  # released
 
 
+def test_sigterm_outside_training_still_releases_the_lock(tmp_path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom distill import run_lock\n"
+         "with run_lock.hold(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(300)",
+         str(tmp_path / "run")], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline() == "held\n"
+    assert (tmp_path / "run" / "run.lock").exists()
+    holder.terminate()
+    assert holder.wait(timeout=60) == 128 + signal.SIGTERM
+    assert not (tmp_path / "run" / "run.lock").exists()
+
+
 def test_a_lock_is_re_entrant_in_its_process_and_refreshes_its_heartbeat(tmp_path, monkeypatch):
     from distill import run_lock
 
@@ -450,6 +493,11 @@ def finished_checkpoints(checkpoints):
     return sorted(int(n) for n in os.listdir(checkpoints) if n.isdigit()) if checkpoints.is_dir() else []
 
 
+def lock_holder(workdir):
+    lock = workdir / "run.lock"
+    return json.loads(lock.read_text())["pid"] if lock.exists() else None
+
+
 def snapshot(folder):
     return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None
             for p in sorted(folder.rglob("*"))}
@@ -558,6 +606,7 @@ def test_a_full_disk_names_the_checkpoint_and_the_sizes_and_the_rerun_resumes_on
         rf"the one being written. Free some space and rerun the same command: it resumes from "
         rf"step (\d+)", errors[-1])
     assert len(errors) == 1 and match, full.stderr[-3000:]
+    assert not (workdir / "run.lock").exists()  # released on the error too
     failed, free_then, free_now, good, good_size, resume = match.groups()
     assert int(good) == int(resume) == int(failed) - CHECKPOINT_EVERY
     assert finished_checkpoints(checkpoints)[-1] == int(good) and not partial_checkpoints(checkpoints)
@@ -571,3 +620,154 @@ def test_a_full_disk_names_the_checkpoint_and_the_sizes_and_the_rerun_resumes_on
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert f"resumed from {checkpoints} at step {good}" in rerun.stderr
     assert_same_pretraining(workdir, straight_pretrain)
+
+
+# --- resume under many faults ------------------------------------------------------------------
+
+def kill_plan(rng):
+    """20 kills in the order the run reaches their targets: 5 right after a train step, 5 during
+    a checkpoint write, 5 during an evaluation, 2 at a random moment after the start, then 3
+    aimed at the export (more, up to 8, until one lands in it: it lasts a few milliseconds). A
+    target is (phase, step, order within the step)."""
+    steps = [("step", k, 0) for k in rng.sample(range(1, TINY_STEPS), 5)]
+    evals = [("eval", e, 1) for e in rng.sample(range(EVAL_EVERY, TINY_STEPS + 1, EVAL_EVERY), 5)]
+    writes = [("checkpoint write", c, 2) for c in rng.sample(
+        range(CHECKPOINT_EVERY, TINY_STEPS + 1, CHECKPOINT_EVERY), 5)]
+    plan = sorted(steps + evals + writes, key=lambda target: target[1:])
+    for _ in range(2):
+        plan.insert(rng.randrange(len(plan) + 1), ("any", 0, 0))
+    return plan + [("export", TINY_STEPS, 3)] * 8
+
+
+class WatchedStart:
+    """One start of the run, watched through the files it writes; only what this start wrote
+    counts (metrics rows past the checkpoint it resumes from, once the resume has cut the
+    killed start's rows; folders made after it began)."""
+
+    def __init__(self, command, workdir, log):
+        self.workdir, self.checkpoints = workdir, workdir / "checkpoints"
+        self.resumes_from = (finished_checkpoints(self.checkpoints) or [0])[-1]
+        self.cut = max((r["step"] for r in logged_losses(workdir)), default=0) <= self.resumes_from
+        self.began_ns = time.time_ns()
+        self.proc = subprocess.Popen(command, env=cpu_devices_env(1), stdout=log, stderr=log)
+
+    def rows(self):
+        try:
+            rows = logged_losses(self.workdir)
+        except ValueError:  # a line being appended
+            return []
+        if not self.cut:  # the resume rewrites metrics.jsonl before its first new row
+            self.cut = max((r["step"] for r in rows), default=0) <= self.resumes_from
+        return [r for r in rows if r["step"] > self.resumes_from] if self.cut else []
+
+    def trained(self):
+        return [r["step"] for r in self.rows() if "loss" in r]
+
+    def evaluated(self):
+        return [r["step"] for r in self.rows() if "eval_mlm_loss" in r]
+
+    def exporting(self):
+        prefix = f".export.tmp-{self.proc.pid}-"
+        return [n for n in os.listdir(self.workdir) if n.startswith(prefix)]
+
+    def exported(self):
+        export = self.workdir / "export"
+        return export.exists() and export.stat().st_ctime_ns > self.began_ns
+
+    def reached(self, phase, step):
+        """True when the run is in the target's phase now."""
+        if phase == "checkpoint write":
+            return any(n.startswith(f"{step}.")
+                       for n in partial_checkpoints(self.checkpoints, self.began_ns))
+        if phase == "export":
+            return bool(self.exporting())
+        trained = self.trained()
+        return step in trained and (phase == "step" or step not in self.evaluated())
+
+    def passed(self, phase, step):
+        """True when the run went past the target unseen (a phase shorter than a poll)."""
+        if phase == "export":
+            return self.exported()
+        return max(self.trained(), default=0) >= step + 2
+
+    def landed(self):
+        """Where the kill landed, read from the files the killed run left."""
+        where = set()
+        if partial_checkpoints(self.checkpoints, self.began_ns):
+            where.add("checkpoint write")
+        if self.exporting():
+            where.add("export")
+        trained = self.trained()
+        last = max(trained, default=0)
+        if last % EVAL_EVERY == 0 < last and last not in self.evaluated():
+            where.add("eval")
+        elif 0 < last < TINY_STEPS:
+            where.add("step")
+        elif not where:
+            where.add("after the export" if self.exported()
+                      else "before training" if not trained and self.resumes_from < TINY_STEPS
+                      else "between training and the export")
+        return where
+
+
+@pytest.mark.slow
+def test_resume_is_bit_exact_after_20_kills_aimed_at_steps_checkpoint_writes_evals_and_export(
+        tiny_pretrain, straight_pretrain, tmp_path):
+    """SIGKILL, seeded, 20 times in a row (or more, until one lands in the export), each start resumed from what the last one left: the
+    harness watches the run's own files (metrics rows, orbax's partial folders, the export's
+    staging folder) and kills when a target phase is under way. The final export and every
+    logged loss equal the straight run's bit for bit; each start after a kill took over the
+    lock, and every partial checkpoint was removed."""
+    rng = random.Random(32)
+    workdir = tmp_path / "run"
+    began, cpu = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    kills = []
+    for i, (phase, step, _) in enumerate(kill_plan(rng)):
+        if len(kills) >= 20 and any("export" in kill["landed"] for kill in kills):
+            break
+        with open(tmp_path / f"start{i}.log", "w") as log:
+            start = WatchedStart(tiny_pretrain(workdir), workdir, log)
+        what = f"kill {i + 1} ({phase} {step})"
+        if phase == "any":
+            deadline = time.perf_counter() + rng.uniform(2, 8)
+            wait_for(lambda: time.perf_counter() > deadline, start.proc, what)
+        else:
+            wait_for(lambda: start.reached(phase, step) or start.passed(phase, step), start.proc,
+                     what, poll=0 if phase == "export" else 0.001)  # the export takes ~5 ms
+            time.sleep({"step": rng.uniform(0, 0.02), "eval": rng.uniform(0, 0.05)}.get(phase, 0))
+        start.proc.kill()
+        start.proc.wait()
+        kills.append({"target": f"{phase} {step}" if step else phase, "landed": start.landed(),
+                      "resumed from": start.resumes_from,
+                      "partial": partial_checkpoints(workdir / "checkpoints"),
+                      "pid": start.proc.pid, "held the lock": lock_holder(workdir) == start.proc.pid})
+    with open(tmp_path / "final.log", "w") as log:
+        final = WatchedStart(tiny_pretrain(workdir), workdir, log)
+    assert final.proc.wait(timeout=600) == 0, (tmp_path / "final.log").read_text()[-3000:]
+    seconds = time.perf_counter() - began
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_seconds = used.ru_utime + used.ru_stime - cpu.ru_utime - cpu.ru_stime
+
+    for kill in kills:
+        print(kill)
+    landed = [phase for kill in kills for phase in kill["landed"]]
+    print(f"{len(kills)} kills in {seconds:.0f} s ({cpu_seconds:.0f} CPU-seconds); landed: "
+          f"{ {phase: landed.count(phase) for phase in sorted(set(landed))} }")
+    assert {"step", "checkpoint write", "eval", "export"} <= set(landed)
+    assert_same_pretraining(workdir, straight_pretrain)
+    logs = [tmp_path / f"start{i}.log" for i in range(len(kills))] + [tmp_path / "final.log"]
+    warnings = [line for log in logs for line in log.read_text().splitlines()
+                if line.startswith("warning: ")]
+    for kill in kills:
+        pid = kill["pid"]
+        if kill["held the lock"]:  # taken over by the next start that got as far
+            assert sum(bool(re.fullmatch(
+                rf"warning: took over \S+ from a run that is gone \(host \S+, pid {pid}, "
+                rf"started [^)]+\): process {pid} is not running", line))
+                for line in warnings) == 1, f"the lock of {pid}"
+        for partial in kill["partial"]:
+            assert any(line.startswith("warning: removed ") and partial in line
+                       for line in warnings), f"{partial} was never removed"
+    assert not partial_checkpoints(workdir / "checkpoints")
+    assert not (workdir / "run.lock").exists()
+    assert not [n for n in os.listdir(workdir) if ".tmp-" in n]  # export staging cleared

@@ -13,7 +13,13 @@ import ml_collections
 from etils import epath
 
 from distill import run_lock
-from distill.files import as_path, atomic_output, write_json, write_text  # noqa: F401 (re-exported)
+from distill.files import (  # noqa: F401 (re-exported)
+    as_path,
+    atomic_output,
+    remove_partial_outputs,
+    write_json,
+    write_text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -83,13 +89,17 @@ def check_workdir(workdir, config: ml_collections.ConfigDict | None) -> dict[str
 
 
 def prepare_workdir(workdir, config: ml_collections.ConfigDict) -> epath.Path:
-    """Checks the run folder (`check_workdir`), creates it and keeps a copy of the config."""
+    """Checks the run folder (`check_workdir`), creates it and keeps a copy of the config. Run as
+    its one writer (`run_lock.hold`), it first clears outputs a killed run left half-written."""
     workdir = as_path(workdir)
     changes = check_workdir(workdir, config)
     if changes:
         log.warning("resuming %s with changed %s", workdir, "; ".join(
             f"{k}: {old!r} → {new!r}" for k, (old, new) in changes.items()))
     workdir.mkdir(parents=True, exist_ok=True)
+    if run_lock.holds(workdir) and (cleared := remove_partial_outputs(workdir)):
+        log.warning("in %s, outputs a killed run left half-written: %s", workdir,
+                    "; ".join(cleared))
     write_text(workdir / "config.json", config.to_json_best_effort(indent=2, sort_keys=True))
     return workdir
 

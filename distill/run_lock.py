@@ -387,9 +387,12 @@ def _exit(workdir) -> None:
 def _exit_on_sigterm():
     """SIGTERM (the default action kills without cleanup) unwinds instead, so `hold` releases the
     lock and half-written outputs are removed; exit status 128 + 15 as for the default. Left
-    alone where a handler is already set (the trainer's preemption saving, JAX's preemption
-    sync manager in multi-process jobs) and off the main thread."""
-    if (threading.current_thread() is not threading.main_thread()
+    alone where a handler is already set (the trainer's preemption saving), in multi-process
+    jobs (JAX's preemption sync manager owns SIGTERM there, set from C++: Python still reports
+    the default) and off the main thread."""
+    import jax
+
+    if (threading.current_thread() is not threading.main_thread() or jax.process_count() > 1
             or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL):
         yield
         return

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from etils import epath
-from helpers import WORKER, build_once, cpu_devices_env, losses, run_worker
+from helpers import WORKER, build_once, cpu_devices_env, losses, run_worker, start_two_processes
 
 from distill.trainer import EXIT_PREEMPTED, state_checksums
 
@@ -367,6 +367,33 @@ def test_a_lock_is_refused_while_its_holder_lives_and_taken_over_with_a_warning_
     assert lock.takeover.startswith(f"took over {workdir}/run.lock from a run that is gone "
                                     f"({run_lock.describe(record)}): {reason}")
     assert not lock_file.exists()  # released
+
+
+def test_a_multi_process_job_holds_one_lock_taken_by_process_0(tmp_path, sleeper):
+    """Two `jax.distributed` processes: process 0 takes the lock for both; when it cannot, both
+    stop (process 1 pointing at process 0's log)."""
+    def job(workdir):
+        procs = start_two_processes(workdir, worker=WORKER.parent / "lock_worker.py")
+        outputs = []
+        for proc in procs:
+            out, err = proc.communicate(timeout=300)
+            assert proc.returncode == 0, err[-3000:]
+            outputs.append(json.loads(  # gloo prints to the same stdout, from C++
+                next(line for line in out.splitlines() if line.startswith("{"))))
+        return outputs
+
+    first, second = job(tmp_path / "free")
+    assert first == {"holds": True, "pid": first["pid"], "lock_pid": first["pid"]}
+    assert second == {"holds": False, "pid": second["pid"], "lock_pid": first["pid"]}
+    assert not (tmp_path / "free" / "run.lock").exists()
+
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "run.lock").write_text(json.dumps(live_holder(sleeper)))
+    first, second = job(busy)
+    assert first["refused"].startswith(f"{busy} is in use by another run (host ")
+    assert f"`kill {sleeper.pid}` on " in first["refused"]
+    assert second == {"refused": f"process 0 could not take the lock of {busy}; its log says why"}
 
 
 def test_sigterm_outside_training_still_releases_the_lock(tmp_path):

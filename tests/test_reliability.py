@@ -1,8 +1,10 @@
 """Runs that survive what happens to real jobs: a damaged newest checkpoint, SIGTERM / Ctrl-C
-mid-run (preemption), and atomic outputs.
+mid-run (preemption), atomic outputs, a second writer in the same folder (refused) and stale
+locks (taken over), kills during checkpoint writes, a full disk, and many kills in a row.
 
-Each run is its own process (tests/workers/train_worker.py), killed or damaged for real; the
-reference is one straight run of the same 12 steps (checkpoints every 4, the last two kept).
+Each run is its own process, killed or damaged for real: tests/workers/train_worker.py against one
+straight run of the same 12 steps (checkpoints every 4, the last two kept), and a tiny `distill
+pretrain` through the CLI against its own straight run (40 steps, export at the end).
 """
 
 import json
@@ -369,6 +371,7 @@ def test_a_lock_is_refused_while_its_holder_lives_and_taken_over_with_a_warning_
     assert not lock_file.exists()  # released
 
 
+@pytest.mark.slow
 def test_a_multi_process_job_holds_one_lock_taken_by_process_0(tmp_path, sleeper):
     """Two `jax.distributed` processes: process 0 takes the lock for both; when it cannot, both
     stop (process 1 pointing at process 0's log)."""
@@ -396,6 +399,7 @@ def test_a_multi_process_job_holds_one_lock_taken_by_process_0(tmp_path, sleeper
     assert second == {"refused": f"process 0 could not take the lock of {busy}; its log says why"}
 
 
+@pytest.mark.slow
 def test_sigterm_outside_training_still_releases_the_lock(tmp_path):
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time\nfrom distill import run_lock\n"

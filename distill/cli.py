@@ -11,7 +11,8 @@ to a config file of your own is read as it is (an existing path wins over a pack
 Any config field can be overridden with `--config.a.b=value`; an unknown field is an error before
 anything is built. Running the same command again in the same work directory resumes; a work
 directory holding a run of another config is refused before anything is built (fields that may
-change on resume, like trainer.num_steps or the eval/log/checkpoint cadence, are allowed).
+change on resume, like trainer.num_steps or the eval/log/checkpoint cadence, are allowed), and so
+is one that a live run writes (WORKDIR/run.lock names it; distill/run_lock.py).
 Multi-host jobs run one process per host with `--coordinator_address/--num_processes/--process_id`
 (or none of them on a TPU pod or under SLURM); see docs/multihost.md.
 
@@ -23,6 +24,7 @@ too). Exit status: 0 done, 1 an error (one line naming what was wrong), 2 bad us
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import sys
@@ -172,7 +174,8 @@ def setup_logging(workdir, verbose: bool, process_index: int = 0) -> str:
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
-    file_handler = logging.FileHandler(log_file, encoding="utf-8")
+    # opened at the first record: a program's first line comes after it locked the work directory
+    file_handler = logging.FileHandler(log_file, encoding="utf-8", delay=True)
     file_handler.setFormatter(logging.Formatter(
         "%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.addHandler(file_handler)
@@ -351,29 +354,39 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"distill {program}: --config and --workdir are required\n{USAGE}")
     from distill import models
     from distill.tasks import common
-    from distill.trainer import EXIT_PREEMPTED, CheckpointUnreadable, Preempted, TrainingDiverged
+    from distill.trainer import (
+        EXIT_PREEMPTED,
+        CheckpointUnreadable,
+        CheckpointWriteFailed,
+        Preempted,
+        TrainingDiverged,
+    )
     try:  # before anything is built or written
         common.check_workdir(flags_.workdir, config if program in TRAINING else None)
         if "model" in config:
             models.check_model_overrides(config.model)
     except ValueError as e:
         raise SystemExit(f"distill {program}: {e}") from None
-    from distill import distributed
+    from distill import distributed, run_lock
     try:
         distributed.initialize(flags_.coordinator_address, flags_.num_processes, flags_.process_id)
     except ValueError as e:
         raise SystemExit(f"distill {program}: {e}") from None
     import jax
-    setup_logging(flags_.workdir, verbose, jax.process_index())
+    setup_logging(flags_.workdir, verbose, jax.process_index())  # log.txt opens at its first line
     module_name, _, function = PROGRAMS[program].partition(":")
     entry = getattr(importlib.import_module(module_name), function or "run")
-    try:
-        entry(config, flags_.workdir)
-    except Preempted as e:
-        print(f"distill {program}: {e}", file=sys.stderr)
-        raise SystemExit(EXIT_PREEMPTED) from None
-    except (ValueError, FileNotFoundError, ImportError, CheckpointUnreadable, TrainingDiverged) as e:
-        raise SystemExit(f"distill {program}: {e}") from None
+    with contextlib.ExitStack() as held:
+        try:
+            if program in TRAINING:  # one writer per work directory, before anything is written
+                held.enter_context(run_lock.hold(flags_.workdir))
+            entry(config, flags_.workdir)
+        except Preempted as e:
+            print(f"distill {program}: {e}", file=sys.stderr)
+            raise SystemExit(EXIT_PREEMPTED) from None
+        except (ValueError, FileNotFoundError, ImportError, CheckpointUnreadable,
+                CheckpointWriteFailed, run_lock.RunFolderBusy, TrainingDiverged) as e:
+            raise SystemExit(f"distill {program}: {e}") from None
 
 
 if __name__ == "__main__":

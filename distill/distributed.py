@@ -19,6 +19,7 @@ import logging
 import os
 
 import jax
+import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,14 @@ def initialize(coordinator_address: str = "", num_processes: int = 1, process_id
         jax.distributed.initialize()
     log.info("process %d of %d; %d local / %d global devices", jax.process_index(),
              jax.process_count(), jax.local_device_count(), jax.device_count())
+
+
+def all_processes_agree(ok: bool) -> bool:
+    """True when `ok` holds on every process (collective when there are several)."""
+    if jax.process_count() == 1:
+        return ok
+    from jax.experimental import multihost_utils
+    return bool(np.all(multihost_utils.process_allgather(np.int32(ok))))
 
 
 def host_copy(tree):

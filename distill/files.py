@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import pathlib
+import re
 import shutil
 import tempfile
 import uuid
@@ -57,6 +58,31 @@ def atomic_output(target) -> Iterator[pathlib.Path]:
             local.unlink()
         raise
     _replace(staging, target)
+
+
+#: What `atomic_output` writes beside its target: the staging copy, and the old output moved aside.
+_BESIDE = re.compile(r"\.(?P<name>.+)\.(?:(?P<old>old)|tmp-\d+)-[0-9a-f]{8}")
+
+
+def remove_partial_outputs(folder) -> list[str]:
+    """Clears what killed `atomic_output`s left in `folder`: staging copies (`.NAME.tmp-*`,
+    never renamed) are removed, and an old output moved aside (`.NAME.old-*`) is removed, or put
+    back when NAME is missing (the kill fell between the two renames). Only for the folder's one
+    writer (`run_lock`); returns what it changed."""
+    folder = as_path(folder)
+    changed = []
+    for entry in sorted(folder.iterdir()) if folder.is_dir() else ():
+        match = _BESIDE.fullmatch(entry.name)
+        if match is None:
+            continue
+        target = folder / match["name"]
+        if match["old"] and not target.exists():
+            entry.rename(target)
+            changed.append(f"{entry.name} put back as {target.name}")
+        else:
+            entry.rmtree() if entry.is_dir() else entry.unlink()
+            changed.append(f"{entry.name} removed")
+    return changed
 
 
 def _copy_tree(source: pathlib.Path, dest: epath.Path) -> None:

@@ -12,7 +12,14 @@ and automatic resume when the same command runs again in the same work directory
   resumes from the newest readable one;
 - SIGTERM (a preemption notice) or Ctrl-C saves a checkpoint at the next step boundary, on which
   all processes agree, and stops with `Preempted` (the programs exit with `EXIT_PREEMPTED`);
-  running the same command again resumes exactly.
+  running the same command again resumes exactly;
+- the partial folders of checkpoint writes that never finished (`<step>.orbax-checkpoint-tmp*`,
+  left by a kill or a crash) are removed when the trainer starts, before anything is saved;
+- a checkpoint write that runs out of space raises `CheckpointWriteFailed` naming the step, the
+  free space and the last good checkpoint's size, the step a rerun resumes from, after removing
+  its partial folder.
+
+One process writes a work directory at a time: the programs hold its `distill.run_lock`.
 
 Every log line carries the throughput since the previous one (`Throughput`): `tokens_per_sec`
 (token slots, padding included), `flops_per_step` from XLA's cost analysis of the compiled step
@@ -47,10 +54,13 @@ The step is pure: `state, metrics = step(state, frozen, batch)`, jitted once wit
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
 import math
 import os
+import shutil
 import signal
 import threading
 import time
@@ -66,6 +76,7 @@ import orbax.checkpoint as ocp
 from flax import struct
 
 from distill import sharding
+from distill.distributed import all_processes_agree
 from distill.files import as_path, is_remote
 from distill.optim import make_optimizer
 
@@ -99,6 +110,15 @@ class Preempted(RuntimeError):
 
 class CheckpointUnreadable(RuntimeError):
     """No checkpoint of the work directory can be read."""
+
+
+class CheckpointWriteFailed(RuntimeError):
+    """A checkpoint could not be written for lack of space; the message names the step, the
+    sizes and the step a rerun resumes from."""
+
+
+#: What orbax names a checkpoint while it is written (renamed to `<step>` when complete).
+PARTIAL_CHECKPOINTS = "*.orbax-checkpoint-tmp*"
 
 
 def _tree_add(a, b):
@@ -280,6 +300,8 @@ class Trainer:
         self._predict_steps: dict[int, Any] = {}
         self.last_eval: dict[str, float] = {}
         self.throughput: dict[str, float] = {}  # the last fit's rates (Throughput.summary)
+        self._writing: int | None = None  # the step whose checkpoint is written in the background
+        self._remove_partial_checkpoints()
         self.checkpoints = ocp.CheckpointManager(
             checkpoint_dir(self.workdir),
             options=ocp.CheckpointManagerOptions(
@@ -314,7 +336,7 @@ class Trainer:
                 state, error = self._restore_step(step, data_iter), None
             except Exception as e:  # noqa: BLE001 - orbax/tensorstore/json raise many types
                 state, error = None, f"{type(e).__name__}: {' '.join(str(e).split())[:400]}"
-            if not _all_processes_agree(error is None):
+            if not all_processes_agree(error is None):
                 failures.append((step, error or "unreadable on another process"))
                 continue
             for bad_step, reason in failures:
@@ -384,9 +406,69 @@ class Trainer:
                     "older one", step, reason, aside)
 
     def save(self, state: TrainState, data_iter, force: bool = False) -> None:
-        self.checkpoints.save(int(state.step), force=force, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state), data=_data_save_args(data_iter),
-            checksums=ocp.args.JsonSave(self._checksum_dict(state))))
+        """Starts writing a checkpoint of `state` (orbax finishes it in the background)."""
+        step = int(state.step)
+        self.wait_for_checkpoint()  # a failure of the previous write names that step
+        with self._explain_full_disk(step):
+            self.checkpoints.save(step, force=force, args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state), data=_data_save_args(data_iter),
+                checksums=ocp.args.JsonSave(self._checksum_dict(state))))
+        self._writing = step
+
+    def wait_for_checkpoint(self) -> None:
+        """Waits until the checkpoint being written is complete; a write that ran out of space
+        raises `CheckpointWriteFailed`."""
+        step, self._writing = self._writing, None
+        with self._explain_full_disk(step):
+            self.checkpoints.wait_until_finished()
+
+    @contextlib.contextmanager
+    def _explain_full_disk(self, step: int | None):
+        """A full disk while writing checkpoint `step` (orbax reports it from tensorstore as a
+        ValueError "RESOURCE_EXHAUSTED: ... No space left on device [os_error_code='28']", or as
+        an OSError) → `CheckpointWriteFailed` saying what the rerun needs; its partial folder is
+        removed, so that the rerun does not find the disk full of it."""
+        try:
+            yield
+        except Exception as e:
+            if step is None or not _is_disk_full(e):
+                raise
+            directory = as_path(self.checkpoints.directory)
+            free_then = _free_bytes(directory)
+            self._remove_partial_checkpoints(sync=False)  # other processes may not have failed
+            self.checkpoints.reload()
+            good = max((s for s in self.checkpoints.all_steps() if s < step), default=None)
+            keep = self.config.trainer.keep_checkpoints
+            if good is None:
+                last = "no checkpoint was saved before it"
+                rerun = "it starts from step 0"
+            else:
+                size = _folder_bytes(directory / str(good))
+                last = (f"the last good checkpoint, step {good}, takes {_human(size)}, and "
+                        f"checkpoints need about {keep + 1} × that: {keep} kept "
+                        f"(trainer.keep_checkpoints) + the one being written")
+                rerun = f"it resumes from step {good}"
+            raise CheckpointWriteFailed(
+                f"checkpoint step {step} could not be written to {directory}: no space left on "
+                f"the device ({_human(free_then)} free; {_human(_free_bytes(directory))} after "
+                f"removing its partial folder); {last}. Free some space and rerun the same "
+                f"command: {rerun}") from e
+
+    def _remove_partial_checkpoints(self, sync: bool = True) -> None:
+        """Removes the `<step>.orbax-checkpoint-tmp*` folders of writes that never finished (a
+        kill, a crash, a full disk): never read, they only take space. Process 0 removes, the
+        others wait (`sync`)."""
+        directory = as_path(checkpoint_dir(self.workdir))
+        if jax.process_index() == 0 and directory.is_dir():
+            partial = sorted(directory.glob(PARTIAL_CHECKPOINTS))
+            for folder in partial:
+                folder.rmtree(missing_ok=True) if folder.is_dir() else folder.unlink(missing_ok=True)
+            if partial:
+                log.warning("removed %s in %s: the partial checkpoint of a write that did not "
+                            "finish", ", ".join(p.name for p in partial), directory)
+        if sync and jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+            multihost_utils.sync_global_devices("partial checkpoints removed")
 
     def memory_report(self, batch: dict[str, jax.ShapeDtypeStruct]) -> dict[str, float]:
         """Compiles the train step ahead of time for abstract inputs (nothing is allocated or run)
@@ -492,16 +574,18 @@ class Trainer:
                     if stop.requested(done) and done < tcfg.num_steps:
                         if not save_now:
                             self.save(state, train_iter, force=True)
-                        self.checkpoints.wait_until_finished()
+                        self.wait_for_checkpoint()
                         raise Preempted(
                             f"stopped by {stop.name} after step {done}; its checkpoint is in "
                             f"{self.checkpoints.directory}. Run the same command again to resume "
                             f"(exit status {EXIT_PREEMPTED})", done)
         finally:
             stop.__exit__()
-            self.checkpoints.wait_until_finished()
-            progress.close()
-            writer.close()
+            try:
+                self.wait_for_checkpoint()
+            finally:
+                progress.close()
+                writer.close()
         self.throughput = throughput.summary()
         return state
 
@@ -646,20 +730,52 @@ def state_checksums(state):
     return jax.tree_util.tree_map(checksum, state)
 
 
+def _is_disk_full(error: BaseException | None) -> bool:
+    """ENOSPC (or EDQUOT) anywhere in the exception's chain, as an OSError or in the text
+    tensorstore gives it."""
+    while error is not None:
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(error)
+        if ("No space left on device" in text or "Disk quota exceeded" in text
+                or f"os_error_code='{errno.ENOSPC}'" in text):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def _free_bytes(directory) -> int | None:
+    """Free space where `directory` (or its nearest existing parent) lives; None if remote."""
+    if is_remote(directory):
+        return None
+    path = os.fspath(directory)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    return shutil.disk_usage(path).free
+
+
+def _folder_bytes(folder) -> int:
+    return sum(_folder_bytes(p) if p.is_dir() else p.stat().length
+               for p in as_path(folder).iterdir())
+
+
+def _human(size: int | None) -> str:
+    if size is None:
+        return "unknown (remote storage)"
+    if size < 1024:
+        return f"{size} bytes"
+    for unit in ("KB", "MB", "GB"):
+        size /= 1024
+        if size < 1024 or unit == "GB":
+            return f"{size:.1f} {unit}"
+
+
 def checkpoint_dir(workdir):
     """WORKDIR/checkpoints as orbax wants it: absolute when local, the URL itself when remote
     (orbax writes gs:// through tensorstore's GCS driver and google-cloud-storage)."""
     workdir = as_path(workdir)
     return workdir / "checkpoints" if is_remote(workdir) else as_path(
         os.path.abspath(workdir / "checkpoints"))
-
-
-def _all_processes_agree(ok: bool) -> bool:
-    """True when `ok` holds on every process (collective when there are several)."""
-    if jax.process_count() == 1:
-        return ok
-    from jax.experimental import multihost_utils
-    return bool(np.all(multihost_utils.process_allgather(np.int32(ok))))
 
 
 class StopRequest:

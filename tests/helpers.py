@@ -51,12 +51,12 @@ def start_worker(workdir, *args, devices=1):
                             stderr=subprocess.PIPE, text=True)
 
 
-def start_two_processes(workdir, *args):
+def start_two_processes(workdir, *args, worker=WORKER):
     """Two worker processes with 4 CPU devices each, joined on a free local port."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         address = f"127.0.0.1:{s.getsockname()[1]}"
-    return [subprocess.Popen([sys.executable, str(WORKER), str(workdir), *args,
+    return [subprocess.Popen([sys.executable, str(worker), str(workdir), *args,
                               "--coordinator", address, "--num-processes", "2",
                               "--process-id", str(rank)],
                              env=cpu_devices_env(4), stdout=subprocess.PIPE,

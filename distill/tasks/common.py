@@ -12,7 +12,14 @@ import jax
 import ml_collections
 from etils import epath
 
-from distill.files import as_path, atomic_output, write_json, write_text  # noqa: F401 (re-exported)
+from distill import run_lock
+from distill.files import (  # noqa: F401 (re-exported)
+    as_path,
+    atomic_output,
+    remove_partial_outputs,
+    write_json,
+    write_text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -82,13 +89,17 @@ def check_workdir(workdir, config: ml_collections.ConfigDict | None) -> dict[str
 
 
 def prepare_workdir(workdir, config: ml_collections.ConfigDict) -> epath.Path:
-    """Checks the run folder (`check_workdir`), creates it and keeps a copy of the config."""
+    """Checks the run folder (`check_workdir`), creates it and keeps a copy of the config. Run as
+    its one writer (`run_lock.hold`), it first clears outputs a killed run left half-written."""
     workdir = as_path(workdir)
     changes = check_workdir(workdir, config)
     if changes:
         log.warning("resuming %s with changed %s", workdir, "; ".join(
             f"{k}: {old!r} → {new!r}" for k, (old, new) in changes.items()))
     workdir.mkdir(parents=True, exist_ok=True)
+    if run_lock.holds(workdir) and (cleared := remove_partial_outputs(workdir)):
+        log.warning("in %s, outputs a killed run left half-written: %s", workdir,
+                    "; ".join(cleared))
     write_text(workdir / "config.json", config.to_json_best_effort(indent=2, sort_keys=True))
     return workdir
 
@@ -124,7 +135,9 @@ def plot_curves(workdir: str | Path, keys: Sequence[str], filename: str = "curve
 
 
 def stage(workdir: Path, name: str, program, config) -> dict:
-    """Runs one stage unless its result exists; returns its result with the wall time."""
+    """Runs one stage unless its result exists; returns its result with the wall time. The stage
+    folder is locked while it runs (`run_lock`): a `distill` run started on it meanwhile is
+    refused, and so is this stage while such a run holds it."""
     folder = as_path(workdir) / name
     done = folder / "result.json"
     if done.exists():
@@ -132,10 +145,11 @@ def stage(workdir: Path, name: str, program, config) -> dict:
         return json.loads(done.read_text())
     log.info("stage %s: running in %s", name, folder)
     start = time.perf_counter()
-    result = program.run(config, folder)
-    result["wall_seconds"] = time.perf_counter() - start
-    if jax.process_index() == 0:
-        write_json(done, result)
+    with run_lock.hold(folder):
+        result = program.run(config, folder)
+        result["wall_seconds"] = time.perf_counter() - start
+        if jax.process_index() == 0:
+            write_json(done, result)
     return result
 
 

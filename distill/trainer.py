@@ -77,7 +77,7 @@ from flax import struct
 
 from distill import sharding
 from distill.distributed import all_processes_agree
-from distill.files import as_path, is_remote
+from distill.files import as_path, is_remote, write_text
 from distill.optim import make_optimizer
 
 log = logging.getLogger(__name__)
@@ -194,7 +194,7 @@ class MetricWriter:
         if self.path.exists():
             rows = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
             self.rows = [json.dumps(r) + "\n" for r in rows if r.get("step", 0) <= resume_step]
-            self.path.write_text("".join(self.rows))
+            write_text(self.path, "".join(self.rows))  # atomic: a kill here loses no rows
         if self.remote:
             log.info("TensorBoard events are written for local work directories only; %s holds "
                      "every metric", self.path)
@@ -217,7 +217,7 @@ class MetricWriter:
 
     def flush(self) -> None:
         if self.enabled and self.remote:
-            self.path.write_text("".join(self.rows))
+            write_text(self.path, "".join(self.rows))  # atomic: a kill here loses no rows
 
     def close(self):
         self.flush()

@@ -23,7 +23,8 @@ RESUMABLE_FIELDS = ("num_steps", "num_epochs", "eval_every", "log_every", "check
                     "keep_checkpoints", "peak_flops", "remat_policy")
 RESUMABLE_BLOCKS = ("mesh",)
 #: Recipe / sweep grids may grow: every run of the grid checks its own folder.
-RESUMABLE_PATHS = ("recipe.students", "recipe.seeds", "recipe.methods",
+RESUMABLE_PATHS = ("recipe.students", "recipe.seeds", "recipe.methods", "recipe.tasks",
+                   "recipe.batch_sizes",
                    "recipe.pretrain_checkpoints", "sweep.learning_rates", "sweep.batch_sizes",
                    "sweep.seeds")
 

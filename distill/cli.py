@@ -40,13 +40,15 @@ PROGRAMS = {
     "eval": "distill.tasks.finetune:evaluate_main",
     "predict": "distill.tasks.finetune:predict_main",
     "compile": "distill.tasks.aot",
+    "plan": "distill.tasks.plan",
 }
 #: Programs that train in (and so own) the work directory: its config.json must match.
 TRAINING = ("pretrain", "finetune", "distill", "recipe", "sweep", "squad")
 #: The experiment file each program's `--help` lists the fields of when no --config is given.
 EXPERIMENTS = {"pretrain": "pretrain.py", "finetune": "finetune.py", "distill": "distill.py",
                "recipe": "recipe.py", "sweep": "sweep_finetune.py", "squad": "squad.py",
-               "eval": "finetune.py", "predict": "finetune.py", "compile": "distill.py"}
+               "eval": "finetune.py", "predict": "finetune.py", "compile": "distill.py",
+               "plan": "recipe.py"}
 HELP_FLAGS = ("--help", "-h", "--helpfull")
 VERBOSE_FLAGS = ("-v", "--verbose")
 

@@ -66,6 +66,20 @@ PAPER_STUDENTS = tuple(f"bert_uncased_L-{layers}_H-{hidden}_A-{hidden // 64}"
 GOOGLE_LARGE = defaults.ASSETS / "google" / "uncased_L-24_H-1024_A-16"
 
 
+def plan_block(**sizes) -> ml_collections.ConfigDict:
+    """`distill plan`'s assumptions (the recipe's runs ignore this block)."""
+    return ml_collections.ConfigDict(dict(
+        device="tpu_v4",        # tpu_v4 | tpu_v5e | tpu_v5p | tpu_v6e | h100 | h200 | a100
+        # the share of the device's bf16 peak a step reaches: an assumption, not a measurement
+        # (BERT-Base/Large-sized steps reach about this on TPUs and GPUs; the smallest students,
+        # whose matmuls are narrow, less — their hours are underestimated)
+        mfu=0.4,
+        # the share of the device's memory a step may use (JAX preallocates 75 % of a GPU's
+        # unless XLA_PYTHON_CLIENT_MEM_FRACTION says otherwise)
+        memory_fraction=1.0,
+        **sizes))
+
+
 def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
     if arg == "paper":
         return paper()
@@ -104,6 +118,9 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
     # the in-domain transfer set (+ the task's train texts, include_train_texts)
     name = "transfer_demo.txt" if demo else "transfer.txt"
     config.distill.data.transfer = str(pretrain.CORPORA / name)
+    # the demo task's training split, and the transfer sets' sentences + those training texts
+    config.plan = plan_block(train_examples=dict(sentiment=8456),
+                             transfer_examples=dict(sentiment=(16000 if demo else 64000) + 8456))
     return config
 
 
@@ -176,4 +193,9 @@ def paper() -> ml_collections.ConfigDict:
     for data in (config.student_finetune.data, config.teacher_finetune.data, config.distill.data,
                  config.pretrain.data):
         data.vocab = vocab
+    # planning sizes of the transfer sets (examples): [T] Table 1 lists transfer sets of this
+    # order (movie-review sentences for SST-2, NLI* for the NLI tasks); set yours
+    config.plan = plan_block(train_examples={},
+                             transfer_examples=dict(sst2=1_700_000, mnli=1_300_000,
+                                                    rte=1_300_000))
     return config

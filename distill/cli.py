@@ -49,6 +49,8 @@ EXPERIMENTS = {"pretrain": "pretrain.py", "finetune": "finetune.py", "distill": 
                "recipe": "recipe.py", "sweep": "sweep_finetune.py", "squad": "squad.py",
                "eval": "finetune.py", "predict": "finetune.py", "compile": "distill.py",
                "plan": "recipe.py"}
+#: The filesystem packages URL work directories need, and the extra that installs each.
+REMOTE_EXTRAS = {"gcsfs": "gcs"}
 HELP_FLAGS = ("--help", "-h", "--helpfull")
 VERBOSE_FLAGS = ("-v", "--verbose")
 
@@ -298,6 +300,12 @@ def main(argv: list[str] | None = None) -> None:
             models.check_model_overrides(config.model)
     except ValueError as e:
         raise SystemExit(f"distill {program}: {e}") from None
+    except ImportError as e:  # a URL work directory whose filesystem is not installed
+        extra = next((extra for module, extra in REMOTE_EXTRAS.items() if module in str(e)), None)
+        if extra is None:
+            raise
+        raise SystemExit(f"distill {program}: --workdir {flags_.workdir}: {e}; install the "
+                         f"'{extra}' extra: pip install 'flaxbert[{extra}]'") from None
     from distill import distributed
     try:
         distributed.initialize(flags_.coordinator_address, flags_.num_processes, flags_.process_id)

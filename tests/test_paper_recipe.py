@@ -5,6 +5,7 @@ and a rerun that skips every stage."""
 
 import json
 import re
+import sys
 
 import pytest
 
@@ -15,8 +16,6 @@ from flaxbert import Model, init_params
 from flaxbert.configs import BertConfig
 from flaxbert.pretrained import save_pretrained
 from flaxbert.tokenization import load_tokenizer
-
-pytestmark = pytest.mark.slow
 
 STUDENTS = ("bert_uncased_L-2_H-128_A-2", "bert_uncased_L-4_H-128_A-2")
 
@@ -34,6 +33,7 @@ def write_rte(folder, sentences):
         (rte / f"{split}.tsv").write_text("\n".join(lines) + "\n")
 
 
+@pytest.mark.slow
 def test_paper_recipe_runs_every_stage_writes_submissions_and_a_rerun_skips_them(
         tmp_path, minilm_dir, movie_sentences):
     vocab = minilm_dir / "vocab.txt"
@@ -117,3 +117,15 @@ def test_paper_recipe_runs_every_stage_writes_submissions_and_a_rerun_skips_them
     assert log.read_text().count(": running in ") == ran_before
     stages = [p for p in before if p.name == "result.json"]
     assert log.read_text().count("done earlier") >= len(stages)
+
+
+def test_a_gs_workdir_without_gcsfs_names_the_gcs_extra(monkeypatch, capsys):
+    """The pod command (docs/multihost.md) on a host without gcsfs stops at once, saying which
+    extra installs it (fsspec alone says only "Please install gcsfs")."""
+    monkeypatch.setitem(sys.modules, "gcsfs", None)  # not installed, whatever this venv holds
+    with pytest.raises(SystemExit) as stop:
+        main(["distill", "recipe", f"--config={experiments.DIR / 'recipe.py'}:paper",
+              "--workdir=gs://bucket/paper"])
+    message = str(stop.value)
+    assert "gcsfs" in message and "pip install 'flaxbert[gcs]'" in message
+    assert len(message.splitlines()) == 1

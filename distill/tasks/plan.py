@@ -14,8 +14,9 @@ is flagged, and so is a batch the mesh's data-parallel size does not divide. The
 devices this process sees (`--xla_force_host_platform_device_count` on a CPU host).
 
 How the figures are made (also written into plan.md):
-- each distinct step (model × teacher × batch × length) is compiled once, and the figures are
-  kept in `W/plan_cache.json` for later plans on the same device count;
+- each distinct step (model × teacher × batch × length × mesh) is compiled once — tasks that
+  differ only in their number of labels share it — and the figures are kept in
+  `W/plan_cache.json` for later plans on the same device count;
 - fine-tuning compiles each student at the grid's largest batch; the other batch sizes scale its
   FLOPs by the batch ratio (a step's FLOPs are linear in its rows at a fixed length) and carry
   its memory as an upper bound;
@@ -137,8 +138,10 @@ def compile_key(kind: str, config) -> str:
     if "distill" in config:
         parts.update(teacher=config.teacher.name, terms=config.distill.terms.__repr__(),
                      cached=aot.cached_teacher(config))
+    # tasks share a compile when only their label counts differ (2 or 3 classifier outputs: a
+    # negligible share of any step); a regression head changes the loss, so it counts
     if "task" in config and config.task.get("name"):
-        parts["labels"] = task_data.num_labels(aot.load_splits_spec(config.task))
+        parts["regression"] = task_data.num_labels(aot.load_splits_spec(config.task)) == 1
     return json.dumps(parts, sort_keys=True, default=str)
 
 

@@ -162,7 +162,7 @@ def teacher_forward_report(config) -> dict:
 def compiled_figures(row: dict, workdir: Path, cache: dict) -> tuple[dict, bool]:
     """(figures, compiled now) for the row's step: FLOPs per step over all its devices, peak
     per-device memory."""
-    config = derived(row["config"], **{"trainer.num_steps": 1})
+    config = derived(row["config"], **{"trainer.num_steps": max(int(row["steps"]), 1)})
     key = compile_key(row["kind"], config)
     if key in cache:
         return cache[key], False

@@ -10,7 +10,11 @@ For each student size and seed, four ways to a sentiment classifier are compared
 Every stage is a run folder under the recipe's work directory; a stage whose `result.json`
 exists is skipped, and an interrupted stage resumes from its checkpoints, so re-running the same
 command continues where it stopped. The table (markdown + JSON) and plots go to the work
-directory.
+directory. Student fine-tuning runs the grid `recipe.learning_rates` × `recipe.batch_sizes` and
+dev picks the cell. With `recipe.tasks` (recipe.py:paper) every task gets its own folder and
+table, pre-training runs once per size for all tasks (BERT's two length phases with
+`recipe.pretrain_long_fraction`), and GLUE tasks' test predictions are written as submission
+files under `submissions/`.
 
     distill recipe --config recipe.py:demo --workdir runs/demo
 """

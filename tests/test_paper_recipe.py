@@ -12,6 +12,7 @@ import pytest
 from distill import experiments
 from distill.cli import main
 from distill.data import tasks as task_data
+from distill.experiments import recipe as recipe_configs
 from flaxbert import Model, init_params
 from flaxbert.configs import BertConfig
 from flaxbert.pretrained import save_pretrained
@@ -129,3 +130,17 @@ def test_a_gs_workdir_without_gcsfs_names_the_gcs_extra(monkeypatch, capsys):
     message = str(stop.value)
     assert "gcsfs" in message and "pip install 'flaxbert[gcs]'" in message
     assert len(message.splitlines()) == 1
+
+
+def test_a_paper_run_may_grow_its_tasks_but_not_its_fine_tuning_grid(tmp_path):
+    """New tasks are new folders; the batch sizes, like the lrs, decided the cells dev picked from."""
+    from distill.tasks.common import check_workdir, prepare_workdir
+
+    run = prepare_workdir(tmp_path / "run", recipe_configs.get_config("paper"))
+    grown = recipe_configs.get_config("paper")
+    grown.recipe.tasks = ("sst2", "mnli", "rte", "qnli")
+    grown.plan.device = "h100"  # the plan's assumptions are no part of the runs
+    assert set(check_workdir(run, grown)) == {"recipe.tasks", "plan.device"}
+    grown.recipe.batch_sizes = (32,)
+    with pytest.raises(ValueError, match="recipe.batch_sizes"):
+        check_workdir(run, grown)

@@ -24,7 +24,6 @@ RESUMABLE_FIELDS = ("num_steps", "num_epochs", "eval_every", "log_every", "check
 RESUMABLE_BLOCKS = ("mesh", "plan")  # plan: `distill plan`'s assumptions, not training
 #: Recipe / sweep grids may grow: every run of the grid checks its own folder.
 RESUMABLE_PATHS = ("recipe.students", "recipe.seeds", "recipe.methods", "recipe.tasks",
-                   "recipe.batch_sizes",
                    "recipe.pretrain_checkpoints", "sweep.learning_rates", "sweep.batch_sizes",
                    "sweep.seeds")
 

@@ -76,19 +76,8 @@ def stages(config) -> list[dict]:
     r = config.recipe
     out = []
     pretrains = "pt_ft" in r.methods or "pd" in r.methods
-    long_fraction = float(r.get("pretrain_long_fraction", 0.0))
     for student in r.students if pretrains else ():
-        pt = derived(config.pretrain, **{"model.name": student})
-        total = int(pt.trainer.num_steps)
-        phases = [(f"pretrain_{student}", pt, total)]
-        if long_fraction:
-            short = round(total * (1.0 - long_fraction))
-            phases = [(f"pretrain_{student}_len{pt.data.max_seq_length}", pt, short),
-                      (f"pretrain_{student}", derived(pt, **{
-                          "data.max_seq_length": int(r.pretrain_long_seq_length),
-                          "data.max_predictions_per_seq": int(r.pretrain_long_max_predictions)}),
-                       total - short)]
-        for name, phase, steps in phases:
+        for name, phase, steps in recipe.pretrain_phases(config, Path("."), student):
             out.append(dict(kind="pre-training", stage=name, config=phase, runs=1, steps=steps))
     tasks = tuple(r.get("tasks", ())) or (config.teacher_finetune.task.name,)
     transfer_sizes = dict(config.plan.transfer_examples)

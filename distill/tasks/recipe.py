@@ -146,26 +146,34 @@ def for_task(config, task: str) -> ml_collections.ConfigDict:
     return derived(config, **changes, **{"distill.data.transfer": r.transfer[task]})
 
 
-def pretrain_stages(config, workdir: Path, student: str) -> dict:
-    """Pre-trains one student size in `workdir/pretrain_{student}`: one run, or — with
-    `recipe.pretrain_long_fraction` > 0 — BERT's two phases: short rows (`pretrain.data`) for the
-    first steps in `pretrain_{student}_len{L}`, whose schedule spans all `trainer.num_steps`,
-    then `recipe.pretrain_long_seq_length`-token rows (`recipe.pretrain_long_max_predictions`
-    masked) continuing its weights, optimizer state and step to the end."""
+def pretrain_phases(config, workdir: Path, student: str) -> list[tuple[str, object, int]]:
+    """The pre-training runs of one student size as (folder, config, steps it trains): one run,
+    or — with `recipe.pretrain_long_fraction` > 0 — BERT's two phases: short rows
+    (`pretrain.data`) for the first steps in `pretrain_{student}_len{L}`, whose schedule spans all
+    `trainer.num_steps`, then `recipe.pretrain_long_seq_length`-token rows
+    (`recipe.pretrain_long_max_predictions` masked) in `pretrain_{student}`, continuing its
+    weights, optimizer state and step to the end."""
     r = config.recipe
     pt_config = derived(config.pretrain, **{"model.name": student})
+    total = int(pt_config.trainer.num_steps)
     long_fraction = float(r.get("pretrain_long_fraction", 0.0))
     if not long_fraction:
-        return stage(workdir, f"pretrain_{student}", pretrain, pt_config)
-    total = int(pt_config.trainer.num_steps)
+        return [(f"pretrain_{student}", pt_config, total)]
+    short = round(total * (1.0 - long_fraction))
     first = f"pretrain_{student}_len{pt_config.data.max_seq_length}"
-    stage(workdir, first, pretrain, derived(pt_config, **{
-        "trainer.num_steps": round(total * (1.0 - long_fraction)),
-        "optimizer.schedule_steps": total}))
-    return stage(workdir, f"pretrain_{student}", pretrain, derived(pt_config, **{
-        "data.max_seq_length": int(r.pretrain_long_seq_length),
-        "data.max_predictions_per_seq": int(r.pretrain_long_max_predictions),
-        "init_from": str(workdir / first)}))
+    return [(first, derived(pt_config, **{"trainer.num_steps": short,
+                                          "optimizer.schedule_steps": total}), short),
+            (f"pretrain_{student}", derived(pt_config, **{
+                "data.max_seq_length": int(r.pretrain_long_seq_length),
+                "data.max_predictions_per_seq": int(r.pretrain_long_max_predictions),
+                "init_from": str(workdir / first)}), total - short)]
+
+
+def pretrain_stages(config, workdir: Path, student: str) -> dict:
+    """Runs `pretrain_phases` in `workdir`; the last phase's result."""
+    for name, phase_config, _ in pretrain_phases(config, workdir, student):
+        result = stage(workdir, name, pretrain, phase_config)
+    return result
 
 
 def run_task(config, workdir: Path, shared: Path) -> dict:

@@ -56,7 +56,8 @@ def test_paper_recipe_runs_every_stage_writes_submissions_and_a_rerun_skips_them
                                                            "distill")
                  for k, v in {**tiny_stage, "trainer.num_epochs": 1}.items()]
     overrides += [
-        "--config.recipe.tasks=('rte',)", f"--config.recipe.task_data={tmp_path / 'glue'}",
+        "--config.recipe.tasks=('rte',)", "--config.recipe.task_name={task}",
+        f"--config.recipe.task_data={tmp_path / 'glue'}",
         f"--config.recipe.transfer.rte={transfer}", f"--config.recipe.students={STUDENTS}",
         f"--config.recipe.vocab={vocab}", f"--config.teacher_finetune.model.name={teacher}",
         "--config.recipe.learning_rates=(1e-4,)", "--config.recipe.batch_sizes=(8, 16)",

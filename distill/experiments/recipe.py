@@ -28,9 +28,10 @@ task, 8,456 / 1,056 / 1,056):
            PD on the task's transfer set; every student method fine-tuned over the release's grid
            (4 lrs × 5 batch sizes × 4 epochs, dev picks); GLUE submission files of the test
            predictions in WORKDIR/submissions/. Data come from TensorFlow Datasets by default
-           (`recipe.task_data`, `recipe.transfer`, `pretrain.data.train`: `tfds:` specs); a local
-           GLUE download is `--config.recipe.task_data=/data/glue_data`. Not run at this scale
-           here: `distill plan --config recipe.py:paper` prints what it costs.
+           (`recipe.task_name` = `tfds:glue/{task}`, `pretrain.data.train`: `tfds:` specs); a
+           local GLUE download is `--config.recipe.task_name={task}
+           --config.recipe.task_data=/data/glue_data`. Not run at this scale here: `distill plan
+           --config recipe.py:paper` prints what it costs.
 
     distill recipe --config recipe.py:demo --workdir runs/demo
     distill recipe --config recipe.py:replica --workdir runs/replica
@@ -64,6 +65,8 @@ PAPER_STUDENTS = tuple(f"bert_uncased_L-{layers}_H-{hidden}_A-{hidden // 64}"
 # Google's BERT-Large uncased release (google-research/bert README), unpacked by hand; BERT-Base:
 # `--config.teacher_finetune.model.name=…/uncased_L-12_H-768_A-12` (same vocab file).
 GOOGLE_LARGE = defaults.ASSETS / "google" / "uncased_L-24_H-1024_A-16"
+# the paper's transfer sets, made by hand (experiments/README.md, "At the paper's scale")
+TRANSFER = defaults.ASSETS / "transfer"
 
 
 def plan_block(**sizes) -> ml_collections.ConfigDict:
@@ -134,12 +137,18 @@ def paper() -> ml_collections.ConfigDict:
     vocab = ml_collections.FieldReference(str(GOOGLE_LARGE / "vocab.txt"))
     config.recipe = ml_collections.ConfigDict(dict(
         tasks=("sst2", "mnli", "rte"),   # [T] Table 1's tasks; any GLUE task by name
-        # where each task's labelled data comes from, `{task}` filled in: a TensorFlow Datasets
-        # GLUE config, or the official download's folder (`/data/glue_data`, no `{task}`)
-        task_data="tfds:glue/{task}",
-        # each task's unlabelled transfer set [T Table 1]: movie reviews for SST-2, NLI* (the NLI
-        # training sets as sentence pairs, labels dropped) for the NLI tasks
-        transfer=dict(sst2="tfds:imdb_reviews/plain_text", mnli="nli*", rte="nli*"),
+        # each task's `task.name`, `{task}` filled in: TFDS's prepared GLUE config (the `tfds:`
+        # task reader), or "{task}" to read the official download from `task_data`
+        task_name="tfds:glue/{task}",
+        # the task blocks' data_dir: the TFDS data folder ('' = $TFDS_DATA_DIR or
+        # ~/tensorflow_datasets), or the GLUE download's folder (/data/glue_data)
+        task_data="",
+        # each task's unlabelled transfer set [T Table 1]: movie-review sentences for SST-2 (a
+        # text file, one a line), NLI* for the NLI tasks (sentence pairs, labels dropped, none
+        # of the task's dev/test: `distill transfer-pairs --out FILE --task tfds:glue/TASK`)
+        transfer=dict(sst2=str(TRANSFER / "movie_sentences.txt"),
+                      mnli=str(TRANSFER / "nli_star_mnli.tsv"),
+                      rte=str(TRANSFER / "nli_star_rte.tsv")),
         students=PAPER_STUDENTS,         # [T] the 24 compact models; any subset by override
         seeds=(0,),
         methods=("scratch", "pt_ft", "kd", "pd"),
@@ -188,7 +197,7 @@ def paper() -> ml_collections.ConfigDict:
     config.distill.trainer.num_epochs = 3  # not stated in [T]: ours, as the teacher's epochs
     config.distill.distill.include_train_texts = False  # [T] the transfer set alone
     for block in (config.teacher_finetune, config.student_finetune, config.distill):
-        block.task.data_dir = ""  # set per task from recipe.task_data
+        block.task.data_dir = ""  # set per task: recipe.task_name, recipe.task_data
         block.data.max_seq_length = 128  # [B] run_classifier.py's max_seq_length
     for data in (config.student_finetune.data, config.teacher_finetune.data, config.distill.data,
                  config.pretrain.data):

@@ -121,8 +121,9 @@ def run(config, workdir: str | Path) -> dict:
     workdir = common.prepare_workdir(workdir, config)
     tasks = tuple(config.recipe.get("tasks", ()))
     if not tasks:
-        return run_task(config, workdir, workdir)
-    results = {task: run_task(for_task(config, task), workdir / task, workdir) for task in tasks}
+        return run_task(config, workdir, workdir, config.student_finetune.task.name)
+    results = {task: run_task(for_task(config, task), workdir / task, workdir, task)
+               for task in tasks}
     if jax.process_index() == 0:
         common.write_json(workdir / "results.json", results)
         common.write_text(workdir / "results.md", "".join(
@@ -135,14 +136,15 @@ TASK_STAGES = ("teacher_finetune", "student_finetune", "distill")
 
 
 def for_task(config, task: str) -> ml_collections.ConfigDict:
-    """The recipe config for one of `recipe.tasks`: its stages' task blocks name the task and its
-    data (`recipe.task_data`, `{task}` filled in), its transfer set (`recipe.transfer[task]`)."""
+    """The recipe config for one of `recipe.tasks`: its stages' task blocks name the task
+    (`recipe.task_name`, `{task}` filled in: `tfds:glue/{task}` or the plain GLUE name) and its
+    data folder (`recipe.task_data`), distillation its transfer set (`recipe.transfer[task]`)."""
     r = config.recipe
     if task not in r.transfer:
         raise ValueError(f"recipe.tasks has {task!r} but recipe.transfer has no transfer set for "
                          f"it (has {sorted(r.transfer)}); add --config.recipe.transfer.{task}=SPEC")
     changes = {f"{name}.task.{field}": value for name in TASK_STAGES for field, value in
-               (("name", task), ("data_dir", r.task_data.format(task=task)))}
+               (("name", r.task_name.format(task=task)), ("data_dir", r.task_data))}
     return derived(config, **changes, **{"distill.data.transfer": r.transfer[task]})
 
 
@@ -176,16 +178,17 @@ def pretrain_stages(config, workdir: Path, student: str) -> dict:
     return result
 
 
-def run_task(config, workdir: Path, shared: Path) -> dict:
-    """Every stage of one task in `workdir`; pre-training in `shared`. GLUE tasks also get their
-    test predictions as submission files in `shared/submissions/METHOD_STUDENT_seedS/`."""
+def run_task(config, workdir: Path, shared: Path, task: str) -> dict:
+    """Every stage of one task in `workdir`; pre-training in `shared`. GLUE tasks (`task`, the
+    plain name) also get their test predictions as submission files in
+    `shared/submissions/METHOD_STUDENT_seedS/`."""
     r = config.recipe
     grid = (list(r.learning_rates), list(r.batch_sizes))
     rows = []
     teacher = stage(workdir, "teacher", finetune, config.teacher_finetune)
     teacher_dir = str(workdir / "teacher" / "best")
     rows.append(row("teacher", r.teacher_name, 0, "fine-tuned teacher", teacher))
-    glue_task = config.student_finetune.task.name in task_data.GLUE_TASKS
+    glue_task = task in task_data.GLUE_TASKS
     submissions = shared / "submissions"
     if glue_task:
         write_submission(workdir / "teacher", config.teacher_finetune, submissions / "teacher")

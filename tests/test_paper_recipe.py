@@ -145,3 +145,18 @@ def test_a_paper_run_may_grow_its_tasks_but_not_its_fine_tuning_grid(tmp_path):
     grown.recipe.batch_sizes = (32,)
     with pytest.raises(ValueError, match="recipe.batch_sizes"):
         check_workdir(run, grown)
+
+
+def test_the_short_phase_follows_the_whole_runs_schedule():
+    """BERT's 128-token phase stops at 90 % of a schedule that spans all steps
+    (`optimizer.schedule_steps`), so the 512-token phase continues the same learning rate."""
+    from distill import defaults, optim
+
+    opt = defaults.optimizer(lr=1.0, warmup_steps=10, schedule="linear")
+    _, whole = optim.make_optimizer(opt, 100)
+    _, alone = optim.make_optimizer(opt, 90)  # a run of 90 steps decays to 0 by its end
+    opt.schedule_steps = 100
+    _, first_phase = optim.make_optimizer(opt, 90)
+    for step in (5, 50, 89):
+        assert float(first_phase(step)) == pytest.approx(float(whole(step)))
+    assert float(alone(89)) < 0.5 * float(whole(89))

@@ -42,13 +42,17 @@ PROGRAMS = {
     "eval": "distill.tasks.finetune:evaluate_main",
     "predict": "distill.tasks.finetune:predict_main",
     "compile": "distill.tasks.aot",
+    "plan": "distill.tasks.plan",
 }
 #: Programs that train in (and so own) the work directory: its config.json must match.
 TRAINING = ("pretrain", "finetune", "distill", "recipe", "sweep", "squad")
 #: The experiment file each program's `--help` lists the fields of when no --config is given.
 EXPERIMENTS = {"pretrain": "pretrain.py", "finetune": "finetune.py", "distill": "distill.py",
                "recipe": "recipe.py", "sweep": "sweep_finetune.py", "squad": "squad.py",
-               "eval": "finetune.py", "predict": "finetune.py", "compile": "distill.py"}
+               "eval": "finetune.py", "predict": "finetune.py", "compile": "distill.py",
+               "plan": "recipe.py"}
+#: The filesystem packages URL work directories need, and the extra that installs each.
+REMOTE_EXTRAS = {"gcsfs": "gcs"}
 HELP_FLAGS = ("--help", "-h", "--helpfull")
 VERBOSE_FLAGS = ("-v", "--verbose")
 
@@ -367,6 +371,12 @@ def main(argv: list[str] | None = None) -> None:
             models.check_model_overrides(config.model)
     except ValueError as e:
         raise SystemExit(f"distill {program}: {e}") from None
+    except ImportError as e:  # a URL work directory whose filesystem is not installed
+        extra = next((extra for module, extra in REMOTE_EXTRAS.items() if module in str(e)), None)
+        if extra is None:
+            raise
+        raise SystemExit(f"distill {program}: --workdir {flags_.workdir}: {e}; install the "
+                         f"'{extra}' extra: pip install 'flaxbert[{extra}]'") from None
     from distill import distributed, run_lock
     try:
         distributed.initialize(flags_.coordinator_address, flags_.num_processes, flags_.process_id)

@@ -133,8 +133,10 @@ def make_optimizer(opt, num_steps: int, trainable_mask=None, stage_steps: int = 
     `trainable_mask` (a pytree of bools like the params) freezes the False leaves: they get zero
     updates and no optimizer state (progressive transfer, frozen embeddings). `stage_steps` > 0
     (progressive transfer) restarts the warmup and decay every `stage_steps` steps
-    (`stage_schedule`) unless `schedule` is `constant`."""
-    lr = schedule(opt, num_steps)
+    (`stage_schedule`) unless `schedule` is `constant`. `schedule_steps` (when set) is the length
+    the schedule spans instead of `num_steps`: a run that stops part-way through a longer schedule
+    (BERT's 128-token phase, which a 512-token run continues)."""
+    lr = schedule(opt, int(opt.get("schedule_steps") or num_steps))
     if stage_steps and opt.schedule != "constant":
         lr = stage_schedule(opt, stage_steps)
     if opt.name == "adamw":

@@ -45,3 +45,23 @@ def test_compile_reports_memory_per_device_for_large_teacher_and_small_student(t
     assert report["temp"] > 0 and report["peak"] > report["argument"]
     assert report["alias"] > 0.9 * 3 * student / 4
     assert report["flops"] > 0
+
+
+def test_compile_of_a_finetuning_config_from_a_google_release_folder_not_downloaded(tmp_path):
+    """A fine-tuning config compiles too, its model named by a Google release folder that is not
+    on this machine (the paper plan's teacher before the download): the arguments are the
+    parameters, their two Adam moments and the batch, on one device."""
+    from distill.cli import main
+    from distill.tasks.aot import model_config
+
+    assert model_config("/nowhere/uncased_L-24_H-1024_A-16") == get_config("bert_large_uncased")
+    folder = "/nowhere/uncased_L-2_H-128_A-2"  # a compact model's release name
+    main(["distill", "compile", "--config=distill/experiments/finetune.py:rte",
+          f"--workdir={tmp_path}", f"--config.model.name={folder}",
+          "--config.trainer.batch_size=8", "--config.data.max_seq_length=64"])
+    report = json.loads((tmp_path / "compile_report.json").read_text())
+    model = Model(get_config("bert_uncased_L-2_H-128_A-2"), heads=("classifier",), num_labels=2)
+    params = sum(math.prod(x.shape) * 4 for x in jax.tree_util.tree_leaves(abstract_params(model)))
+    batch = 8 * (3 * 64 * 4 + 3 * 4)
+    assert 0.99 < report["argument"] / (3 * params + batch) < 1.01
+    assert report["flops"] > 0 and report["compile_seconds"] > 0

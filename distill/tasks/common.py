@@ -28,9 +28,9 @@ log = logging.getLogger(__name__)
 #: by the last component of a dotted path, or by any component for whole blocks.
 RESUMABLE_FIELDS = ("num_steps", "num_epochs", "eval_every", "log_every", "checkpoint_every",
                     "keep_checkpoints", "peak_flops", "remat_policy")
-RESUMABLE_BLOCKS = ("mesh",)
+RESUMABLE_BLOCKS = ("mesh", "plan")  # plan: `distill plan`'s assumptions, not training
 #: Recipe / sweep grids may grow: every run of the grid checks its own folder.
-RESUMABLE_PATHS = ("recipe.students", "recipe.seeds", "recipe.methods",
+RESUMABLE_PATHS = ("recipe.students", "recipe.seeds", "recipe.methods", "recipe.tasks",
                    "recipe.pretrain_checkpoints", "sweep.learning_rates", "sweep.batch_sizes",
                    "sweep.seeds")
 

@@ -5,6 +5,12 @@
 The run folder ends with `export/` (HF layout, loadable by `from_pretrained` and transformers),
 `curves.png` (loss and MLM accuracy) and `result.json` (held-out MLM accuracy next to the
 most-frequent-token baseline).
+
+BERT pre-trains in two phases: 128-token rows for 90 % of the steps, then 512. Run them as two
+folders: the first with `optimizer.schedule_steps` = the whole schedule and `trainer.num_steps`
+= where it stops, the second with `init_from` = the first's folder, which starts from its newest
+checkpoint (parameters, optimizer state, step) and continues the same schedule on its own data
+(`distill recipe --config recipe.py:paper` chains them so).
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from distill.data.pretraining import text_to_pretraining_dataset
 from distill.distributed import host_copy
 from distill.models import ModelSpec
 from distill.tasks.common import atomic_output, plot_curves, prepare_workdir, write_json
-from distill.trainer import Trainer
+from distill.trainer import Trainer, checkpoint_dir
 from flaxbert.pretrained import save_pretrained
 
 log = logging.getLogger(__name__)
@@ -130,6 +136,25 @@ def heads(config) -> tuple[str, ...]:
     return ("mlm", "nsp") if config.data.nsp else ("mlm",)
 
 
+def continue_from(trainer, folder, train_iter) -> None:
+    """Makes the newest checkpoint of the pre-training run in `folder` (parameters, optimizer
+    state, step, RNG) this run's first checkpoint, with this run's own data stream from its start:
+    BERT's 512-token phase continuing the 128-token one on any mesh."""
+    import orbax.checkpoint as ocp
+
+    source = ocp.CheckpointManager(checkpoint_dir(folder), item_names=("state",))
+    step = source.latest_step()
+    if step is None:
+        raise FileNotFoundError(f"init_from={folder}: no checkpoint in {checkpoint_dir(folder)}; "
+                                "run the first phase there first")
+    target = jax.tree_util.tree_map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
+                                    trainer.abstract_state, trainer.state_sharding)
+    state = source.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target))).state
+    log.info("continuing %s from step %d", folder, step)
+    trainer.save(state, train_iter, force=True)
+    trainer.checkpoints.wait_until_finished()
+
+
 def run(config, workdir: str | Path) -> dict:
     """Pre-trains config.model on config.data; returns the held-out results."""
     workdir = prepare_workdir(workdir, config)
@@ -143,7 +168,10 @@ def run(config, workdir: str | Path) -> dict:
     task = MaskedLMTask(spec, config.data.nsp)
     train, evaluation = datasets(config, tokenizer)
     trainer = Trainer(task, config, workdir)
-    state = trainer.fit(iter(train), lambda state: trainer.evaluate(state.params, iter(evaluation)))
+    stream = iter(train)
+    if config.get("init_from") and trainer.checkpoints.latest_step() is None:
+        continue_from(trainer, config.init_from, stream)
+    state = trainer.fit(stream, lambda state: trainer.evaluate(state.params, iter(evaluation)))
     final = trainer.last_eval or trainer.evaluate(state.params, iter(evaluation))
     baseline = majority_token_baseline(
         (b for _, b in zip(range(20), iter(train))), iter(evaluation))

@@ -10,7 +10,11 @@ For each student size and seed, four ways to a sentiment classifier are compared
 Every stage is a run folder under the recipe's work directory; a stage whose `result.json`
 exists is skipped, and an interrupted stage resumes from its checkpoints, so re-running the same
 command continues where it stopped. The table (markdown + JSON) and plots go to the work
-directory.
+directory. Student fine-tuning runs the grid `recipe.learning_rates` × `recipe.batch_sizes` and
+dev picks the cell. With `recipe.tasks` (recipe.py:paper) every task gets its own folder and
+table, pre-training runs once per size for all tasks (BERT's two length phases with
+`recipe.pretrain_long_fraction`), and GLUE tasks' test predictions are written as submission
+files under `submissions/`.
 
     distill recipe --config recipe.py:demo --workdir runs/demo
 """
@@ -25,6 +29,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from distill.data import tasks as task_data
 from distill.tasks import common, finetune, pretrain, sweep
 from distill.tasks import distill as distill_task
 from distill.tasks.common import derived, stage
@@ -34,22 +39,40 @@ log = logging.getLogger(__name__)
 METHODS = ("scratch", "pt_ft", "kd", "pd")
 
 
-def tuned_finetune(workdir: Path, name: str, config, learning_rates) -> dict:
-    """Fine-tunes once per learning rate of the grid (the sweep program, one seed, the config's
-    batch size) and keeps the run dev picks: its result (test included) with its `lr` and every
-    lr's dev score. An empty grid fine-tunes once at the config's own lr."""
+def tuned_finetune(workdir: Path, name: str, config, grid) -> dict:
+    """Fine-tunes once per cell of the grid — (learning rates, batch sizes), the sweep program,
+    one seed; no batch sizes: the config's own — and keeps the run dev picks: its result (test
+    included) with its `lr`, `batch_size` and every cell's dev score. An empty lr grid fine-tunes
+    once at the config's own lr and batch size."""
+    learning_rates, batch_sizes = grid
     if not learning_rates:
         result = stage(workdir, name, finetune, config)
-        return {**result, "lr": float(config.optimizer.lr)}
+        return {**result, "lr": float(config.optimizer.lr),
+                "batch_size": int(config.trainer.batch_size), "run": name}
     summary = sweep.run(ml_collections.ConfigDict({"finetune": config, "sweep": dict(
-        learning_rates=list(learning_rates), batch_sizes=[config.trainer.batch_size],
+        learning_rates=list(learning_rates),
+        batch_sizes=list(batch_sizes) or [config.trainer.batch_size],
         seeds=[config.trainer.seed])}), workdir / name)
     best = summary["best"]
     result = json.loads((workdir / name / best["runs"][0] / "result.json").read_text())
-    result["lr"] = best["lr"]
-    result["dev_by_lr"] = {f"{c['lr']:g}": c["dev_mean"] for c in summary["cells"]}
+    result.update(lr=best["lr"], batch_size=best["batch_size"], run=f"{name}/{best['runs'][0]}")
+    result["dev_by_cell"] = {f"lr={c['lr']:g} batch={c['batch_size']}": c["dev_mean"]
+                             for c in summary["cells"]}
     result["wall_seconds"] = sum(c["wall_seconds"] for c in summary["cells"])
     return result
+
+
+def write_submission(run: Path, config, out: Path) -> None:
+    """The test predictions of the fine-tuning run folder `run` (its best checkpoint) as GLUE
+    server submission files (`distill predict`'s) in `out`: one folder per (method, student,
+    seed) collects every task's file, zipped as it is for gluebenchmark.com. Predicted once."""
+    if not (run / "predictions").is_dir():
+        finetune.predict_main(config, run)
+    if jax.process_index() == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        for file in sorted((run / "predictions").iterdir()):
+            if not (out / file.name).exists():
+                common.write_text(out / file.name, file.read_text())
 
 
 def export_pretraining_checkpoint(config, pt_workdir: Path, step: int) -> Path:
@@ -93,20 +116,89 @@ def pretraining_mlm_accuracy(pt_workdir: Path, step: int) -> float | None:
 
 
 def run(config, workdir: str | Path) -> dict:
+    """The recipe on its task, or on each of `recipe.tasks` (a folder per task; pre-training,
+    which no task changes, runs once per student size for all of them)."""
     workdir = common.prepare_workdir(workdir, config)
+    tasks = tuple(config.recipe.get("tasks", ()))
+    if not tasks:
+        return run_task(config, workdir, workdir, config.student_finetune.task.name)
+    results = {task: run_task(for_task(config, task), workdir / task, workdir, task)
+               for task in tasks}
+    if jax.process_index() == 0:
+        common.write_json(workdir / "results.json", results)
+        common.write_text(workdir / "results.md", "".join(
+            f"## {task}\n\n{markdown(result['table'])}\n" for task, result in results.items()))
+    return results
+
+
+#: The stage configs whose `task` block `for_task` points at each task.
+TASK_STAGES = ("teacher_finetune", "student_finetune", "distill")
+
+
+def for_task(config, task: str) -> ml_collections.ConfigDict:
+    """The recipe config for one of `recipe.tasks`: its stages' task blocks name the task
+    (`recipe.task_name`, `{task}` filled in: `tfds:glue/{task}` or the plain GLUE name) and its
+    data folder (`recipe.task_data`), distillation its transfer set (`recipe.transfer[task]`)."""
     r = config.recipe
-    grid = list(r.learning_rates)
+    if task not in r.transfer:
+        raise ValueError(f"recipe.tasks has {task!r} but recipe.transfer has no transfer set for "
+                         f"it (has {sorted(r.transfer)}); add --config.recipe.transfer.{task}=SPEC")
+    changes = {f"{name}.task.{field}": value for name in TASK_STAGES for field, value in
+               (("name", r.task_name.format(task=task)), ("data_dir", r.task_data))}
+    return derived(config, **changes, **{"distill.data.transfer": r.transfer[task]})
+
+
+def pretrain_phases(config, workdir: Path, student: str) -> list[tuple[str, object, int]]:
+    """The pre-training runs of one student size as (folder, config, steps it trains): one run,
+    or — with `recipe.pretrain_long_fraction` > 0 — BERT's two phases: short rows
+    (`pretrain.data`) for the first steps in `pretrain_{student}_len{L}`, whose schedule spans all
+    `trainer.num_steps`, then `recipe.pretrain_long_seq_length`-token rows
+    (`recipe.pretrain_long_max_predictions` masked) in `pretrain_{student}`, continuing its
+    weights, optimizer state and step to the end."""
+    r = config.recipe
+    pt_config = derived(config.pretrain, **{"model.name": student})
+    total = int(pt_config.trainer.num_steps)
+    long_fraction = float(r.get("pretrain_long_fraction", 0.0))
+    if not long_fraction:
+        return [(f"pretrain_{student}", pt_config, total)]
+    short = round(total * (1.0 - long_fraction))
+    first = f"pretrain_{student}_len{pt_config.data.max_seq_length}"
+    return [(first, derived(pt_config, **{"trainer.num_steps": short,
+                                          "optimizer.schedule_steps": total}), short),
+            (f"pretrain_{student}", derived(pt_config, **{
+                "data.max_seq_length": int(r.pretrain_long_seq_length),
+                "data.max_predictions_per_seq": int(r.pretrain_long_max_predictions),
+                "init_from": str(workdir / first)}), total - short)]
+
+
+def pretrain_stages(config, workdir: Path, student: str) -> dict:
+    """Runs `pretrain_phases` in `workdir`; the last phase's result."""
+    for name, phase_config, _ in pretrain_phases(config, workdir, student):
+        result = stage(workdir, name, pretrain, phase_config)
+    return result
+
+
+def run_task(config, workdir: Path, shared: Path, task: str) -> dict:
+    """Every stage of one task in `workdir`; pre-training in `shared`. GLUE tasks (`task`, the
+    plain name) also get their test predictions as submission files in
+    `shared/submissions/METHOD_STUDENT_seedS/`."""
+    r = config.recipe
+    grid = (list(r.learning_rates), list(r.batch_sizes))
     rows = []
     teacher = stage(workdir, "teacher", finetune, config.teacher_finetune)
     teacher_dir = str(workdir / "teacher" / "best")
     rows.append(row("teacher", r.teacher_name, 0, "fine-tuned teacher", teacher))
+    glue_task = task in task_data.GLUE_TASKS
+    submissions = shared / "submissions"
+    if glue_task:
+        write_submission(workdir / "teacher", config.teacher_finetune, submissions / "teacher")
     for student in r.students:
         pt_config = derived(config.pretrain, **{"model.name": student})
-        pt_workdir = workdir / f"pretrain_{student}"
+        pt_workdir = shared / f"pretrain_{student}"
         pt_dir = str(pt_workdir / "export")
         if "pt_ft" in r.methods or "pd" in r.methods:
-            # pre-training does not depend on the fine-tuning seed: one run per size
-            pretrained = stage(workdir, f"pretrain_{student}", pretrain, pt_config)
+            # pre-training does not depend on the fine-tuning seed or the task: one run per size
+            pretrained = pretrain_stages(config, shared, student)
         for seed in r.seeds:
             tag = f"{student}_seed{seed}"
             student_ft = derived(config.student_finetune, **{"trainer.seed": seed})
@@ -134,6 +226,9 @@ def run(config, workdir: str | Path) -> dict:
                 results["pd"]["mlm_accuracy"] = pretrained["eval_mlm_accuracy"]
             for method, result in results.items():
                 rows.append(row(method, student, seed, DESCRIPTIONS[method], result))
+                if glue_task and "run" in result:
+                    write_submission(workdir / result["run"], student_ft,
+                                     submissions / f"{method}_{tag}")
         # the pre-training curve: plain fine-tuning from earlier checkpoints of the same run,
         # after every seed's headline methods (the curve points may be added to a finished run)
         for step in r.pretrain_checkpoints:
@@ -167,7 +262,8 @@ def row(method, student, seed, description, result) -> dict:
                                 if k.startswith("dev_")}
     return {"method": method, "student": student, "seed": seed, "description": description,
             "dev_acc": dev.get("acc"), "test_acc": result.get("test", {}).get("acc"),
-            "lr": result.get("lr"), "pretrain_steps": result.get("pretrain_steps"),
+            "lr": result.get("lr"), "batch_size": result.get("batch_size"),
+            "pretrain_steps": result.get("pretrain_steps"),
             "mlm_accuracy": result.get("mlm_accuracy"),
             "parameters": result.get("parameters") or result.get("student_parameters"),
             "wall_seconds": result.get("wall_seconds")}

@@ -1,7 +1,9 @@
 """`recipe.py:paper` end to end on this CPU, shrunk by overrides: a tiny teacher, two student
-sizes, a pair task (RTE in the GLUE download's layout) with a pair transfer set, a few steps per
-stage — BERT's two pre-training phases, the lr × batch-size grid, the GLUE submission files —
-and a rerun that skips every stage."""
+sizes, a pair task read as the paper config reads it — `tfds:glue/rte`, a real prepared TFDS set
+built here by TFDS's own GLUE builder — with an NLI* pair transfer set made by `distill
+transfer-pairs` from a prepared TFDS `snli`, Wikipedia-style pre-training text from TFDS, a few
+steps per stage — BERT's two pre-training phases, the lr × batch-size grid, the GLUE submission
+files — and a rerun that skips every stage."""
 
 import json
 import re
@@ -36,19 +38,27 @@ def write_rte(folder, sentences):
 
 @pytest.mark.slow
 def test_paper_recipe_runs_every_stage_writes_submissions_and_a_rerun_skips_them(
-        tmp_path, minilm_dir, movie_sentences):
+        tmp_path, minilm_dir, movie_sentences, monkeypatch):
+    from tfds_builders import prepare_glue, prepare_snli, prepare_text
+
     vocab = minilm_dir / "vocab.txt"
     teacher = tmp_path / "teacher"
     model = Model(BertConfig(vocab_size=30522, hidden_size=48, num_hidden_layers=2,
                              num_attention_heads=4, intermediate_size=96), heads=())
     save_pretrained(teacher, model, init_params(model, 0), load_tokenizer(vocab))
     sentences = [s.replace("\t", " ") for s in movie_sentences[:400]]
+    tfds_dir = tmp_path / "tensorflow_datasets"  # the TFDS data folder every `tfds:` spec reads
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tfds_dir))
     write_rte(tmp_path / "glue", sentences)
-    transfer = tmp_path / "nli_pairs.tsv"  # sentence pairs, no labels
-    transfer.write_text("".join(f"{a}\t{b}\n" for a, b in zip(sentences[200:264:2],
-                                                                 sentences[201:265:2])))
-    corpus = tmp_path / "corpus.txt"  # documents of 8 sentences, blank-line separated
-    corpus.write_text("\n\n".join("\n".join(sentences[i:i + 8]) for i in range(0, 400, 8)))
+    prepare_glue(tmp_path / "glue", "rte", tfds_dir)
+    prepare_snli(list(zip(sentences[200:264:2], sentences[201:265:2])), tmp_path / "snli", tfds_dir)
+    transfer = tmp_path / "nli_star.tsv"  # NLI*: the pairs, labels dropped, RTE's dev/test left out
+    main(["distill", "transfer-pairs", f"--out={transfer}", "--tfds=snli",
+          "--task=tfds:glue/rte"])
+    assert len(transfer.read_text().splitlines()) == 32
+    prepare_text("20230601.en", [(f"article {i}", "\n".join(sentences[i:i + 8]))
+                                 for i in range(0, 400, 8)], tfds_dir)
+    corpus = "tfds:wikipedia/20230601.en"
     run = tmp_path / "run"
     tiny_stage = {"trainer.eval_every": 1000, "trainer.checkpoint_every": 1000,
                   "data.max_seq_length": 32, "data.buckets": "(32,)"}
@@ -56,14 +66,13 @@ def test_paper_recipe_runs_every_stage_writes_submissions_and_a_rerun_skips_them
                                                            "distill")
                  for k, v in {**tiny_stage, "trainer.num_epochs": 1}.items()]
     overrides += [
-        "--config.recipe.tasks=('rte',)", "--config.recipe.task_name={task}",
-        f"--config.recipe.task_data={tmp_path / 'glue'}",
+        "--config.recipe.tasks=('rte',)",  # recipe.task_name: the paper's tfds:glue/{task}
         f"--config.recipe.transfer.rte={transfer}", f"--config.recipe.students={STUDENTS}",
         f"--config.recipe.vocab={vocab}", f"--config.teacher_finetune.model.name={teacher}",
         "--config.recipe.learning_rates=(1e-4,)", "--config.recipe.batch_sizes=(8, 16)",
         "--config.teacher_finetune.trainer.batch_size=16", "--config.distill.trainer.batch_size=16",
         "--config.distill.distill.held_out=0",
-        f"--config.pretrain.data.train=text:{corpus}", f"--config.pretrain.data.eval=text:{corpus}",
+        f"--config.pretrain.data.train={corpus}", f"--config.pretrain.data.eval={corpus}",
         "--config.pretrain.data.dupe_factor=1", "--config.pretrain.data.max_seq_length=32",
         "--config.pretrain.data.max_predictions_per_seq=5",
         "--config.recipe.pretrain_long_seq_length=64",

@@ -5,15 +5,18 @@ layer map (`distill.layer_maps`) and a loss from `distill.losses`:
 
     feature            what is compared                               losses
     logits             classifier logits (PD step 2, DistilBERT)      soft_ce, kl, mse
-    mlm_logits         MLM logits at masked positions                 soft_ce, kl, mse, hard
+    mlm_logits         MLM logits at masked positions, or with        soft_ce, kl, mse, hard
+                       tokens="all" at every real token (DistilBERT)
     nsp_logits         next-sentence logits (MobileBERT's PD)         soft_ce, kl, hard
-    hidden             embedding output (layer 0) + layer outputs     mse, cosine, feature_map
+    hidden             embedding output (layer 0) + layer outputs     mse, cosine, feature_map,
+                                                                      mean_mse, variance_l1
     attention_logits   pre-softmax attention scores (TinyBERT)        mse
     attention_probs    attention distributions (MobileBERT, MiniLM)   kl
     value_relation     softmax(V·Vᵀ/√d) per head (MiniLM)             kl
     embedding          pooled or mean-pooled sentence embeddings      mse, cosine
 
-Hidden and embedding terms go through a learned linear projection (student → teacher width) when
+A layered term sums its layer pairs, as TinyBERT's and MobileBERT's released code sum their
+per-layer losses. Hidden and embedding terms go through a learned linear projection (student → teacher width) when
 the widths differ (TinyBERT). The optimizer sees the student and the projections only; the teacher
 sits under `stop_gradient` in `frozen`, and `teacher_outputs` is the one place its outputs come
 from (a cache of them replaces it).
@@ -25,7 +28,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from distill import losses
+from distill import losses, student_init
 from distill.layer_maps import layer_pairs
 from distill.losses import masked_lm_terms
 from distill.models import ModelSpec
@@ -36,7 +39,7 @@ LOSSES = {
     "logits": ("soft_ce", "kl", "mse", "hard"),
     "mlm_logits": ("soft_ce", "kl", "mse", "hard"),
     "nsp_logits": ("soft_ce", "kl", "hard"),
-    "hidden": ("mse", "cosine", "feature_map"),
+    "hidden": ("mse", "cosine", "feature_map", "mean_mse", "variance_l1"),
     "attention_logits": ("mse",),
     "attention_probs": ("kl",),
     "value_relation": ("kl",),
@@ -44,6 +47,10 @@ LOSSES = {
 }
 LAYERED = ("hidden", "attention_logits", "attention_probs", "value_relation")
 HEAD_OF = {"logits": "classifier", "mlm_logits": "mlm", "nsp_logits": "nsp"}
+HIDDEN_LOSSES = {"mse": losses.hidden_mse, "cosine": losses.cosine_distance,
+                 "feature_map": losses.layer_normed_mse, "mean_mse": losses.mean_statistic_mse,
+                 "variance_l1": losses.variance_statistic_l1}
+MLM_TOKENS = ("masked", "all")
 
 
 def heads_needed(terms, alpha: float = 1.0) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -79,10 +86,12 @@ def check_data(terms, *, masked: bool, nsp: bool, labelled: bool, alpha: float,
                              f"none (its heads: {list(teacher_heads)})")
     if cached:
         for i, term in enumerate(terms):
-            if term["feature"] not in ("mlm_logits", "nsp_logits") or term["loss"] == "mse":
+            if (term["feature"] not in ("mlm_logits", "nsp_logits") or term["loss"] == "mse"
+                    or term.get("tokens", "masked") != "masked"):
                 raise ValueError(f"distill.terms[{i}] ({term['feature']}/{term['loss']}) needs "
                                  f"the live teacher: distill.cache holds its top-k MLM logits "
-                                 f"(soft_ce, kl) and NSP logits only; set distill.cache=''")
+                                 f"at the masked positions (soft_ce, kl) and NSP logits only; "
+                                 f"set distill.cache=''")
     if alpha < 1.0 and not labelled:
         raise ValueError(f"distill.alpha={alpha} < 1 weighs a hard-label term, but no row has a "
                          f"label: name a task (task.name) and set distill.include_train_texts=True")
@@ -124,6 +133,13 @@ class DistillTask:
                 raise ValueError(f"distill.terms[{i}]: loss {term['loss']!r} does not apply to "
                                  f"{feature}; expected one of {LOSSES[feature]}")
             term.setdefault("weight", 1.0)
+            if feature == "mlm_logits":
+                term.setdefault("tokens", "masked")
+                if term["tokens"] not in MLM_TOKENS or (term["tokens"] == "all"
+                                                        and term["loss"] == "hard"):
+                    raise ValueError(f"distill.terms[{i}].tokens={term['tokens']!r}; expected "
+                                     f"masked, or all (every real token's distribution: soft "
+                                     f"losses only, the hard labels exist at masked positions)")
             term["name"] = f"{feature}_{term['loss']}_{i}"
             if feature in LAYERED:
                 term["pairs"] = layer_pairs(term.get("layers", "uniform"), t_cfg.num_hidden_layers,
@@ -135,9 +151,11 @@ class DistillTask:
             if feature in ("hidden", "embedding") and s_cfg.hidden_size != t_cfg.hidden_size:
                 self.projections[term["name"]] = (s_cfg.hidden_size, t_cfg.hidden_size)
         # Progressive knowledge transfer (MobileBERT): stage k trains student layer k on its layer
-        # pairs for `progressive_steps` steps. Layers below k (and the embeddings and heads) move
-        # at `progressive_lower_lr` × the rate: 0 freezes them (the paper), 0.1 is the released
-        # code's `layer_wise_learning_rate`; layers above k wait. The projections always train.
+        # pairs for `progressive_steps` steps. Layers below k move at `progressive_lower_lr` × the
+        # rate: 0 freezes them (the paper), 0.1 is the released code's `layer_wise_learning_rate`;
+        # layers above k wait. Everything outside the encoder layers (embeddings, pooler, heads:
+        # copied from the teacher) stays fixed, as lamb_optimizer.py gives every variable outside
+        # `bert/encoder/layer_` a learning rate of 0. The projections always train.
         # `stage_steps` tells the optimizer to restart its warmup and decay at every stage
         # (`progressive_schedule="global"`: one warmup + decay over all stages, for comparison).
         self.progressive = int(config.distill.get("progressive_steps", 0) or 0)
@@ -164,15 +182,17 @@ class DistillTask:
                                          f"stages would train nothing; list a pair per layer")
         self.num_student_layers = s_cfg.num_hidden_layers
         self.needs_attention = any(t["feature"] in LAYERED[1:] for t in self.terms)
+        self.mlm_all_tokens = any(t.get("tokens") == "all" for t in self.terms)
         self.alpha = float(config.distill.alpha)
         self.frozen = {"teacher": teacher_params} if teacher_params is not None else {}
         self.frozen_axes = {"teacher": logical_axes(teacher)} if teacher_params is not None else {}
         self.initial_params = None
         if student.initial_params is not None:
             self.initial_params = {"student": student.initial_params}
-            if self.projections:
-                self.initial_params["projections"] = nn.unbox(
-                    self._init_projections(jax.random.PRNGKey(config.trainer.seed)))
+            if self.projections:  # a student folder's saved projections carry over
+                self.initial_params["projections"] = student_init.carried_projections(
+                    config.model.name,
+                    nn.unbox(self._init_projections(jax.random.PRNGKey(config.trainer.seed))))
 
     # parameters: the student and the projections
     def _init_projections(self, rng):
@@ -208,7 +228,7 @@ class DistillTask:
                 layer = int(keys[2][len("layer_"):])
                 scale = jnp.where(layer == stage, 1.0, jnp.where(layer < stage, self.lower_lr, 0.0))
                 return jnp.full_like(x, scale)
-            return jnp.full_like(x, self.lower_lr)
+            return jnp.zeros_like(x)
 
         return jax.tree_util.tree_map_with_path(mask, params)
 
@@ -216,7 +236,9 @@ class DistillTask:
     def _apply(self, model, params, batch, rng=None):
         return model.apply({"params": params}, batch["input_word_ids"], batch["input_mask"],
                            batch["input_type_ids"], batch.get("masked_lm_positions"),
-                           input_positions=batch.get("input_positions"), deterministic=rng is None, output_attentions=self.needs_attention,
+                           input_positions=batch.get("input_positions"), deterministic=rng is None,
+                           output_attentions=self.needs_attention,
+                           mlm_all_tokens=self.mlm_all_tokens and "mlm" in model.heads,
                            rngs={"dropout": rng} if rng is not None else {})
 
     def teacher_outputs(self, frozen, batch):
@@ -243,7 +265,7 @@ class DistillTask:
         return constrain(y, ("batch",) + ("length",) * (y.ndim - 2) + ("embed_out",))
 
     def term_losses(self, params, s_out, t_out, batch, step=None, per_layer=None):
-        """Each term's value (a mean over its valid elements) on one batch. Layered terms average
+        """Each term's value (a mean over its valid elements) on one batch. Layered terms sum
         their pairs, or with progressive transfer and a `step` take the pair of that step's stage;
         `per_layer` (a dict) receives each pair's value as `{name}_layer{s}`."""
         mask = (batch["input_mask"] > 0).astype(jnp.int32)  # packed rows hold segment numbers
@@ -254,6 +276,8 @@ class DistillTask:
             if feature in HEAD_OF:
                 s = s_out[feature]
                 weights = batch["masked_lm_weights"] if feature == "mlm_logits" else w
+                if term.get("tokens") == "all":  # every real token (the masked ones included)
+                    s, weights = s_out["token_mlm_logits"], mask * w[:, None]
                 temperature = term.get("temperature", 1.0)
                 if kind == "hard":
                     labels = {"logits": "label", "mlm_logits": "masked_lm_ids",
@@ -269,7 +293,7 @@ class DistillTask:
                     out[name] = fn(s, *t_out["mlm_topk"], temperature=temperature,
                                    weights=weights, t_squared=term.get("t_squared", False))
                     continue
-                t = t_out[feature]
+                t = t_out["token_mlm_logits" if term.get("tokens") == "all" else feature]
                 if kind == "mse":
                     value = losses.logit_mse(s, t, weights)
                 else:
@@ -291,8 +315,7 @@ class DistillTask:
                     s, t = s_layers[s_i], t_layers[t_i]
                     if feature == "hidden":
                         s = self.project(params, name, s)
-                        fn = {"mse": losses.hidden_mse, "cosine": losses.cosine_distance,
-                              "feature_map": losses.layer_normed_mse}[kind]
+                        fn = HIDDEN_LOSSES[kind]
                     else:
                         fn = {"attention_logits": losses.attention_logit_mse,
                               "attention_probs": losses.attention_kl,
@@ -304,7 +327,7 @@ class DistillTask:
                     current = self.stage(step) + 1
                     value = sum(v * (s_i == current) for v, (_, s_i) in zip(values, pairs))
                 else:
-                    value = sum(values) / len(values)
+                    value = sum(values)
             out[name] = value
         return out
 
@@ -316,8 +339,10 @@ class DistillTask:
             return (w * batch["has_label"]).sum()
         if feature in ("logits", "nsp_logits", "embedding"):
             return w.sum()
-        if feature == "mlm_logits":
+        if feature == "mlm_logits" and term.get("tokens") != "all":
             return batch["masked_lm_weights"].sum()
+        if feature == "mlm_logits":  # every real token of the weighted rows
+            return ((batch["input_mask"] > 0) * w[:, None]).sum()
         lengths = (batch["input_mask"] > 0).sum(-1).astype(jnp.float32)
         if feature == "attention_logits":  # real query-key pairs
             return jnp.square(lengths).sum()

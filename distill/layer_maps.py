@@ -9,7 +9,6 @@ def layer_pairs(rule, teacher_layers: int, student_layers: int, feature: str) ->
 
     uniform  student layer m ← teacher layer m·Lt/Ls (TinyBERT), plus 0 ← 0 for hidden states
     last     the last layers only
-    skip     DistilBERT's every other layer: student m ← teacher 2m (needs Lt = 2·Ls)
     [[t, s], ...] explicit pairs
     """
     if isinstance(rule, str):
@@ -22,13 +21,8 @@ def layer_pairs(rule, teacher_layers: int, student_layers: int, feature: str) ->
             step = teacher_layers // student_layers
             pairs = [(m * step, m) for m in range(1, student_layers + 1)]
             pairs = ([(0, 0)] if feature == "hidden" else []) + pairs
-        elif rule == "skip":
-            if teacher_layers != 2 * student_layers:
-                raise ValueError(f"layer map 'skip' needs teacher depth = 2 × student depth, got "
-                                 f"{teacher_layers} and {student_layers}")
-            pairs = [(2 * m, m) for m in range(1, student_layers + 1)]
         else:
-            raise ValueError(f"layer map {rule!r}; expected uniform, last, skip or [[t, s], ...]")
+            raise ValueError(f"layer map {rule!r}; expected uniform, last or [[t, s], ...]")
     else:
         pairs = [tuple(int(i) for i in pair) for pair in rule]
     lowest = 0 if feature == "hidden" else 1

@@ -72,12 +72,6 @@ def cross_entropy(logits, labels, weights=None):
     return _weighted_mean(integer_label_nll(logits, labels), weights)
 
 
-def mse(pred, target, weights=None):
-    """Mean squared error (regression), mean over weighted rows (pred, target [...])."""
-    _check_same("pred", pred, "target", target)
-    return _weighted_mean(jnp.square(_f32(pred) - _f32(target)), weights)
-
-
 def soft_cross_entropy(student_logits, teacher_logits, temperature=1.0, weights=None,
                        t_squared=False):
     """−Σ_c softmax(t/T)_c · log softmax(s/T)_c per row, mean over weighted rows, × T² if
@@ -146,11 +140,6 @@ def logit_mse(student_logits, teacher_logits, weights=None):
     _check_same("student_logits", student_logits, "teacher_logits", teacher_logits)
     return _weighted_mean(jnp.mean(jnp.square(_f32(student_logits) - _f32(teacher_logits)), -1),
                           weights)
-
-
-def mix(hard, soft, alpha):
-    """alpha · soft + (1 − alpha) · hard: alpha = 1 is pure distillation."""
-    return alpha * soft + (1.0 - alpha) * hard
 
 
 def hidden_mse(student_hidden, teacher_hidden, mask):
@@ -223,9 +212,6 @@ def attention_kl(student_probs, teacher_probs, mask):
     return _weighted_mean(per_query, query_mask)
 
 
-minilm_attention_kl = attention_kl  # MiniLM (Wang et al. 2020) uses the same last-layer KL
-
-
 def value_relation(values, mask):
     """softmax(V·Vᵀ / √d) per head over real keys: [B, T, A, D] → [B, A, T, T] (log-probs)."""
     v = _f32(values)
@@ -263,14 +249,15 @@ def layer_normed_mse(student_hidden, teacher_hidden, mask):
 
 
 def mean_statistic_mse(student_hidden, teacher_hidden, mask):
-    """MobileBERT's mean transfer: (μ_t − μ_s)² of each token's mean over H, mean over real tokens."""
+    """MobileBERT's mean transfer: (μ_t − μ_s)² of each token's mean over H, mean over real tokens
+    (distill_util.py's `beta_distill_factor` term)."""
     diff = jnp.mean(_f32(student_hidden), -1) - jnp.mean(_f32(teacher_hidden), -1)
     return _token_mean(jnp.square(diff), mask)
 
 
 def variance_statistic_l1(student_hidden, teacher_hidden, mask):
     """MobileBERT's variance transfer: |σ²_t − σ²_s| of each token's variance over H, mean over
-    real tokens."""
+    real tokens (distill_util.py's `gamma_distill_factor` term)."""
     diff = jnp.var(_f32(student_hidden), -1) - jnp.var(_f32(teacher_hidden), -1)
     return _token_mean(jnp.abs(diff), mask)
 

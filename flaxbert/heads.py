@@ -1,7 +1,9 @@
 """Task heads and `Model`, a backbone of any family with the heads a job needs.
 
     mlm         MLM head: dense + act + LayerNorm, tied to the word embeddings (+ extra output
-                weights for MobileBERT) + output bias; logits only at `masked_lm_positions`
+                weights for MobileBERT) + output bias; logits only at `masked_lm_positions`, or
+                with `mlm_all_tokens=True` at every token too (`token_mlm_logits` [B, T, V]:
+                DistilBERT distils every token's distribution)
     nsp         next-sentence prediction: dense H → 2 on the pooled output
     classifier  sequence classification / regression (num_labels = 1): dense on the pooled output
     span        extractive QA: dense H → 2 on every token → start/end logits
@@ -108,14 +110,20 @@ class Model(nn.Module):
 
     def __call__(self, input_word_ids, input_mask=None, input_type_ids=None,
                  masked_lm_positions=None, *, input_positions=None, deterministic: bool = True,
-                 output_attentions: bool = False) -> dict[str, Any]:
+                 output_attentions: bool = False, mlm_all_tokens: bool = False) -> dict[str, Any]:
         out = self.backbone(input_word_ids, input_mask, input_type_ids,
                             input_positions=input_positions, deterministic=deterministic,
                             output_attentions=output_attentions)
         if "mlm" in self.heads:
             seq = out["sequence_output"]
-            hidden = seq if masked_lm_positions is None else gather_positions(seq, masked_lm_positions)
-            out["mlm_logits"] = self.mlm(hidden, self.backbone.attend)
+            if mlm_all_tokens:  # the head once over every token; the masked positions' a gather
+                out["token_mlm_logits"] = self.mlm(seq, self.backbone.attend)
+                out["mlm_logits"] = (out["token_mlm_logits"] if masked_lm_positions is None else
+                                     gather_positions(out["token_mlm_logits"], masked_lm_positions))
+            else:
+                hidden = (seq if masked_lm_positions is None
+                          else gather_positions(seq, masked_lm_positions))
+                out["mlm_logits"] = self.mlm(hidden, self.backbone.attend)
         if "nsp" in self.heads:
             out["nsp_logits"] = self.nsp(out["pooled_output"]).astype(jnp.float32)
         if "classifier" in self.heads:

@@ -193,14 +193,13 @@ def test_layer_maps():
     assert layer_maps.layer_pairs("uniform", 12, 4, "hidden") == [(0, 0), (3, 1), (6, 2), (9, 3), (12, 4)]
     assert layer_maps.layer_pairs("uniform", 6, 2, "attention_probs") == [(3, 1), (6, 2)]
     assert layer_maps.layer_pairs("last", 6, 2, "attention_probs") == [(6, 2)]
-    assert layer_maps.layer_pairs("skip", 12, 6, "hidden") == [(2, 1), (4, 2), (6, 3), (8, 4), (10, 5), (12, 6)]
     assert layer_maps.layer_pairs([[0, 0], [5, 2]], 6, 2, "hidden") == [(0, 0), (5, 2)]
     with pytest.raises(ValueError, match="not a multiple"):
         layer_maps.layer_pairs("uniform", 6, 4, "hidden")
     with pytest.raises(ValueError, match=r"layer pair \(teacher 7, student 1\).*out of range"):
         layer_maps.layer_pairs([[7, 1]], 6, 2, "hidden")
-    with pytest.raises(ValueError, match="'skip' needs teacher depth = 2"):
-        layer_maps.layer_pairs("skip", 6, 2, "hidden")
+    with pytest.raises(ValueError, match="expected uniform, last or"):
+        layer_maps.layer_pairs("skip", 12, 6, "hidden")
 
 
 def test_bad_terms_are_refused(teacher_dir, transfer_file, tmp_path):
@@ -217,9 +216,13 @@ def test_bad_terms_are_refused(teacher_dir, transfer_file, tmp_path):
 def test_student_truncated_from_teacher(teacher_dir):
     teacher, params, _ = from_pretrained(teacher_dir, tokenizer=False)
     student_cfg = teacher.config.replace(num_hidden_layers=2)
+    # extract_distilbert.py's choice: 0, 2, 4, 7, 9, 11 of 12; first and last of 4 for 2
+    assert student_init.distilbert_layers(12, 6) == [0, 2, 4, 7, 9, 11]
+    assert student_init.distilbert_layers(4, 2) == [0, 3]
+    assert student_init.distilbert_layers(12, 4) == [0, 4, 7, 11]
     every = student_init.truncated_from_teacher(params, teacher.config, student_cfg, "every_other")
     np.testing.assert_array_equal(every["backbone"]["layer_0"]["output"]["kernel"],
-                                  params["backbone"]["layer_1"]["output"]["kernel"])
+                                  params["backbone"]["layer_0"]["output"]["kernel"])
     np.testing.assert_array_equal(every["backbone"]["layer_1"]["output"]["kernel"],
                                   params["backbone"]["layer_3"]["output"]["kernel"])
     assert "layer_2" not in every["backbone"]
@@ -734,25 +737,16 @@ def test_top_k_fingerprint_follows_the_corpus_bytes_not_its_paths(tmp_path, monk
 
 @pytest.mark.slow
 def test_progressive_transfer_on_real_text_lowers_each_stages_layer_loss(
-        tmp_path, minilm_dir, vader_dir, small_raw_text):
+        tmp_path, minilm_dir, ib_bert_teacher_dir, small_raw_text):
     """distill/experiments/distill.py:mobilebert_pkt (narrow IB-BERT teacher, random here; narrow
-    MobileBERT student, embeddings and MLM head copied from the teacher, LAMB with a warmup
+    MobileBERT student, all but the layers copied from the teacher, LAMB with a warmup
     restarted every stage, lower layers frozen) on real VADER text, 4 stages × 8 steps: each
     stage lowers the held-out loss of the layer it trains, and at the end every layer's is
     below its value at the start."""
-    from distill.experiments import pretrain as module
-    from flaxbert.mobilebert import MobileBertConfig
-
-    teacher_dir = tmp_path / "ib_bert"
-    teacher = Model(MobileBertConfig(**{**module.NARROW_IB_BERT, "vocab_size": 30522}), heads=("mlm",))
-    save_pretrained(teacher_dir, teacher, init_params(teacher, 6), load_tokenizer(minilm_dir / "vocab.txt"))
-    base = module.get_config("mobilebert_pkt")
-    changes = {"teacher.name": str(teacher_dir), "data.vocab": str(minilm_dir / "vocab.txt"),
-               "data.train": f"vader:{small_raw_text / 'train_GroundTruth.txt'}",
-               "data.eval": f"vader:{small_raw_text / 'eval_GroundTruth.txt'}",
-               "data.max_seq_length": 32, "data.max_predictions_per_seq": 5,
-               "distill.progressive_steps": 8, "trainer.num_steps": 32, "trainer.eval_every": 8,
-               "trainer.batch_size": 16, "trainer.checkpoint_every": 100}
+    base = recipe("mobilebert_pkt")
+    changes = raw_text_changes(ib_bert_teacher_dir, minilm_dir, small_raw_text, **{
+        "distill.progressive_steps": 8, "trainer.num_steps": 32, "trainer.eval_every": 8,
+        "trainer.batch_size": 16})
     start = kd.run(derived(base, **{**changes, "trainer.num_steps": 0}), tmp_path / "start")["final"]
     kd.run(derived(base, **changes), tmp_path / "pkt")
     rows = [r for r in metrics_rows(tmp_path / "pkt") if any(k.startswith("eval_") for k in r)]
@@ -766,3 +760,184 @@ def test_progressive_transfer_on_real_text_lowers_each_stages_layer_loss(
         assert row[key] < previous
     for layer in range(1, 5):
         assert rows[-1][f"eval_{term}_layer{layer}"] < before[layer]
+
+
+# --- the recipes of distill/experiments/distill.py as the released code runs them (issue 29) ----
+def recipe(name, **changes):
+    from distill.experiments import distill as recipes
+    return derived(recipes.get_config(name), **changes)
+
+
+def raw_text_changes(teacher_dir, minilm_dir, raw_text, **changes):
+    """A general-distillation recipe on `small_raw_text`'s real lines, small and for 2 steps."""
+    return {"teacher.name": str(teacher_dir), "data.vocab": str(minilm_dir / "vocab.txt"),
+            "data.train": f"vader:{raw_text / 'train_GroundTruth.txt'}",
+            "data.eval": f"vader:{raw_text / 'eval_GroundTruth.txt'}",
+            "data.max_seq_length": 32, "data.max_predictions_per_seq": 5,
+            "trainer.batch_size": 8, "trainer.num_steps": 2, "trainer.eval_every": 2,
+            "trainer.checkpoint_every": 100, **changes}
+
+
+def student_of(config):
+    """The student (initial parameters set) and teacher `distill distill` builds for a config."""
+    teacher, params, tokenizer = kd.load_teacher(config)
+    return kd.student_and_teacher(config, teacher, params, tokenizer)
+
+
+@pytest.fixture(scope="module")
+def ib_bert_teacher_dir(tmp_path_factory, minilm_dir):
+    """A random narrow IB-BERT (pretrain.py's NARROW_IB_BERT) with MLM and NSP heads."""
+    from distill.experiments.pretrain import NARROW_IB_BERT
+    from flaxbert.mobilebert import MobileBertConfig
+
+    path = tmp_path_factory.mktemp("ib_bert")
+    model = Model(MobileBertConfig(**{**NARROW_IB_BERT, "vocab_size": 30522}), heads=("mlm", "nsp"))
+    save_pretrained(path, model, init_params(model, 6), load_tokenizer(minilm_dir / "vocab.txt"))
+    return path
+
+
+DISTILBERT_STUDENT = dict(MLM_TEACHER, num_hidden_layers=2)  # the teacher's width, half its depth
+
+
+def test_mlm_baseline_starts_from_distilberts_initial_student(
+        tmp_path, mlm_teacher_dir, minilm_dir, small_raw_text):
+    """The baseline's claim, "the same student and init": array for array, the teacher's MLM
+    head included (a hard MLM term reads no teacher head, which once dropped it); it trains."""
+    changes = raw_text_changes(mlm_teacher_dir, minilm_dir, small_raw_text,
+                               **{"model.overrides": DISTILBERT_STUDENT})
+    distilbert = flatten(student_of(recipe("distilbert", **changes))[0].initial_params)
+    baseline = flatten(student_of(recipe("mlm_baseline", **changes))[0].initial_params)
+    teacher = flatten(from_pretrained(mlm_teacher_dir, tokenizer=False).params)
+    assert baseline.keys() == distilbert.keys()
+    for name, value in distilbert.items():
+        np.testing.assert_array_equal(baseline[name], value, err_msg=name)
+    heads = [name for name in distilbert if name.startswith("mlm/")]
+    assert heads
+    for name in heads:
+        np.testing.assert_array_equal(distilbert[name], teacher[name], err_msg=name)
+    result = kd.run(recipe("mlm_baseline", **changes), tmp_path / "baseline")
+    assert result["steps"] == 2 and 0 <= result["eval_mlm_accuracy"] <= 1
+
+
+def test_distilbert_distils_every_real_token(mlm_teacher_dir, transfer_file):
+    """distilbert's KD term reads every real token's MLM distribution (distiller.py's
+    restrict_ce_to_mask=False): logits differing at one unmasked real token change it, at a
+    padded one they do not; `tokens="masked"` reads the masked positions alone."""
+    config = recipe("distilbert", **{"teacher.name": str(mlm_teacher_dir),
+                                     "model.overrides": DISTILBERT_STUDENT})
+    teacher, params, tokenizer = from_pretrained(mlm_teacher_dir)
+    task = distillation.DistillTask(config, ModelSpec(config.model, ("mlm",), vocab_size=30522),
+                                    teacher, params)
+    batch = _masked_batch(tokenizer, transfer_file.read_text().splitlines())
+    t_out = task.teacher_outputs(task.frozen, batch)
+    np.testing.assert_allclose(  # the masked positions' logits are the all-token ones gathered
+        np.take_along_axis(t_out["token_mlm_logits"], batch["masked_lm_positions"][..., None], 1),
+        t_out["mlm_logits"], atol=1e-5)
+    kd_term = next(t for t in task.terms if t["loss"] == "kl")
+    assert kd_term["tokens"] == "all"
+
+    def kd_value(row, position):
+        changed = t_out["token_mlm_logits"].at[row, position].add(
+            jax.random.normal(jax.random.PRNGKey(0), (30522,)))
+        s_out = {**t_out, "token_mlm_logits": changed}
+        return float(task.term_losses({}, s_out, t_out, batch)[kd_term["name"]])
+
+    lengths = batch["input_mask"].sum(-1)
+    row = int(np.argmin(lengths))
+    unmasked = next(p for p in range(1, lengths[row]) if p not in batch["masked_lm_positions"][row])
+    assert kd_value(row, unmasked) > 1e-3
+    assert kd_value(row, int(lengths[row])) < 1e-6  # padding
+    masked = derived(config, **{"distill.terms": [dict(kd_term, tokens="masked")]})
+    task = distillation.DistillTask(masked, ModelSpec(masked.model, ("mlm",), vocab_size=30522),
+                                    teacher, params)
+    assert kd_value(row, unmasked) < 1e-6
+    with pytest.raises(ValueError, match=r"tokens='all'.*soft losses only"):
+        distillation.DistillTask(derived(config, **{"distill.terms": [dict(
+            feature="mlm_logits", loss="hard", tokens="all")]}),
+            ModelSpec(masked.model, ("mlm",), vocab_size=30522), teacher, params)
+
+
+def test_released_pkt_option_moves_no_variable_outside_the_layers(teacher_dir, transfer_file):
+    """progressive_lower_lr = 0.1 (the released code): the stage's layer at 1, the layers below at
+    0.1, above at 0, and everything outside the layers at 0 (lamb_optimizer.py); projections 1."""
+    terms = [dict(feature="hidden", loss="feature_map", weight=1.0, layers=[[1, 1], [2, 2]]),
+             dict(feature="hidden", loss="mse", weight=1.0, layers=[[1, 1], [2, 2]])]
+    config = make_config(teacher_dir, transfer_file, terms, **{
+        "distill.progressive_steps": 3, "distill.progressive_lower_lr": 0.1})
+    teacher, teacher_params, _ = from_pretrained(teacher_dir)
+    task = distillation.DistillTask(config, ModelSpec(config.model, ("mlm",), vocab_size=30522),
+                                    teacher, teacher_params)
+    params = _unboxed(task.init_params(jax.random.PRNGKey(0)))
+    mask = flatten(jax.device_get(task.update_mask(4, params)))  # stage 1
+    for name, scale in mask.items():
+        expected = (1.0 if name.startswith(("projections/", "student/backbone/layer_1/"))
+                    else 0.1 if name.startswith("student/backbone/layer_0/") else 0.0)
+        assert np.all(scale == np.float32(expected)), (name, scale.ravel()[0])
+    assert any(n.startswith("student/mlm/") for n in mask)
+
+
+@pytest.mark.slow
+def test_pkt_carries_the_teachers_embeddings_and_heads_into_pre_training_distillation(
+        tmp_path, ib_bert_teacher_dir, minilm_dir, small_raw_text):
+    """mobilebert_pkt (released-code option, lower layers at 0.1) copies every variable outside
+    the encoder layers from the IB-BERT teacher, keeps them through PKT and exports them;
+    mobilebert_pd then starts with the teacher's embeddings, pooler, MLM and NSP heads, array for
+    array, and trains. The mean/variance terms run in every stage."""
+    pkt = recipe("mobilebert_pkt", **raw_text_changes(
+        ib_bert_teacher_dir, minilm_dir, small_raw_text, **{
+            "distill.progressive_steps": 2, "distill.progressive_lower_lr": 0.1,
+            "trainer.num_steps": 8, "trainer.eval_every": 8}))
+    result = kd.run(pkt, tmp_path / "pkt")
+    assert {"hidden_mean_mse_1", "hidden_variance_l1_2"} <= result["final"].keys()
+    teacher = flatten(from_pretrained(ib_bert_teacher_dir, tokenizer=False).params)
+    exported = flatten(from_pretrained(tmp_path / "pkt" / "export", tokenizer=False).params)
+    outside = [name for name in exported if not name.startswith("backbone/layer_")]
+    assert {name.split("/")[0] for name in outside} == {"backbone", "mlm", "nsp"}
+    assert any(name.startswith("backbone/embeddings/") for name in outside)
+    for name in outside:
+        np.testing.assert_array_equal(exported[name], teacher[name], err_msg=name)
+    pd = recipe("mobilebert_pd", **raw_text_changes(
+        ib_bert_teacher_dir, minilm_dir, small_raw_text,
+        **{"model.name": str(tmp_path / "pkt" / "export")}))
+    student = student_of(pd)[0]
+    assert student.heads == ("mlm", "nsp")
+    initial = flatten(student.initial_params)
+    for name in outside:
+        np.testing.assert_array_equal(initial[name], teacher[name], err_msg=name)
+    result = kd.run(pd, tmp_path / "pd")
+    assert result["steps"] == 2 and np.isfinite(result["final"]["mlm_loss"])
+
+
+@pytest.mark.slow
+def test_tinybert_phases_chain_and_carry_the_projection(
+        tmp_path, mlm_teacher_dir, teacher_dir, minilm_dir, small_raw_text, transfer_file):
+    """tinybert_general → tinybert_task (intermediate layers, from the general export and its
+    projection `fit_dense`) → tinybert_task_pred (prediction layer, from the task export); the
+    layered terms sum their layer pairs, as general_distill.py sums them."""
+    general = recipe("tinybert_general", **raw_text_changes(
+        mlm_teacher_dir, minilm_dir, small_raw_text, **{"model.overrides": STUDENT}))
+    kd.run(general, tmp_path / "general")
+    row = next(r for r in metrics_rows(tmp_path / "general") if "eval_hidden_mse_0" in r)
+    np.testing.assert_allclose(row["eval_hidden_mse_0"],
+                               sum(row[f"eval_hidden_mse_0_layer{i}"] for i in range(3)), rtol=1e-5)
+    with np.load(tmp_path / "general" / "export" / student_init.PROJECTIONS_FILE) as saved:
+        saved = dict(saved)
+    assert set(saved) == {"hidden_mse_0/kernel", "hidden_mse_0/bias"}
+    task_changes = {"teacher.name": str(teacher_dir), "task.name": "",
+                    "data.transfer": str(transfer_file), "data.max_seq_length": 32,
+                    "data.buckets": (32,), "distill.include_train_texts": False,
+                    "distill.held_out": 32, "trainer.batch_size": 8, "trainer.num_steps": 2,
+                    "trainer.eval_every": 2, "trainer.checkpoint_every": 100}
+    task = recipe("tinybert_task", **{**task_changes,
+                                      "model.name": str(tmp_path / "general" / "export")})
+    student, teacher, teacher_params = student_of(task)
+    initial = flatten(distillation.DistillTask(task, student, teacher, teacher_params)
+                      .initial_params["projections"])
+    assert initial.keys() == saved.keys()
+    for name, value in saved.items():
+        np.testing.assert_array_equal(initial[name], value, err_msg=name)
+    assert kd.run(task, tmp_path / "task")["steps"] == 2
+    pred = recipe("tinybert_task_pred", **{**task_changes,
+                                           "model.name": str(tmp_path / "task" / "export")})
+    assert [t["feature"] for t in pred.distill.terms] == ["logits"]
+    assert kd.run(pred, tmp_path / "pred")["steps"] == 2

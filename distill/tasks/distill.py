@@ -9,10 +9,10 @@ the task's labelled training rows) or raw text (`data.train`/`data.eval` with th
 instances, dynamic masking and NSP pairs) for general distillation with MLM / NSP terms and a
 live teacher.
 
-The terms, layer maps and the task live in `distill.distillation`; student initialisation in
-`distill.student_init`; the teacher caches (`distill.cache`: classifier logits of a transfer set,
-or for raw text the teacher's top-k MLM logits at the masked positions) in
-`distill.teacher_cache`.
+The terms, layer maps and the task live in `distill.distillation`; student initialisation (and
+the projections an export carries to the next run) in `distill.student_init`; the teacher
+caches (`distill.cache`: classifier logits of a transfer set, or for raw text the teacher's
+top-k MLM logits at the masked positions) in `distill.teacher_cache`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -63,23 +62,26 @@ def is_raw_text(config) -> bool:
     return "max_predictions_per_seq" in config.data
 
 
-def initial_student(config, student, teacher_model, teacher_params):
+def student_and_teacher(config, teacher_model, teacher_params, tokenizer, num_labels=2):
+    """The student (its initial parameters set as `distill.student_init` says, from all the
+    teacher's weights) and the teacher cut to the heads the terms read."""
     d = config.distill
-    if d.student_init in ("first", "every_other"):
-        params = student_init.truncated_from_teacher(
-            jax.device_get(teacher_params), teacher_model.config, student.config, d.student_init)
-        fresh = nn.unbox(student.init_params(jax.random.PRNGKey(config.trainer.seed)))
-        # the teacher's heads where the student has them, the student's own init otherwise
-        params = {k: params.get(k, v) for k, v in fresh.items()}
-        return student.layout(params)
-    if d.student_init == "teacher_embeddings":
-        random_init = nn.unbox(student.init_params(jax.random.PRNGKey(config.trainer.seed)))
-        return student_init.embeddings_from_teacher(jax.device_get(teacher_params), random_init)
-    if d.student_init != "model":
-        raise ValueError(f"distill.student_init={d.student_init!r}; expected model (whatever "
-                         f"model.name gives: a preset or a folder), first, every_other or "
-                         f"teacher_embeddings")
-    return student.initial_params
+    needed, teacher_heads = heads_needed(d.terms, float(d.alpha))
+    student = ModelSpec(config.model, student_init.student_heads(d.student_init, needed,
+                                                                 teacher_model.heads),
+                        num_labels=num_labels, vocab_size=tokenizer.vocab_size)
+    if student.config.vocab_size != teacher_model.config.vocab_size:
+        raise ValueError(f"student vocab_size={student.config.vocab_size} differs from the "
+                         f"teacher's {teacher_model.config.vocab_size}; they must share a vocab")
+    student.initial_params = student_init.initial_student(
+        d.student_init, config.trainer.seed, student, teacher_model, teacher_params)
+    teacher_model = teacher_model.clone(heads=teacher_heads)
+    teacher_params = {k: v for k, v in teacher_params.items()
+                      if k not in ("mlm", "nsp", "classifier") or k in teacher_heads}
+    if config.teacher.get("scan_layers", False):  # one layer body to compile, not L
+        teacher_model = teacher_model.clone(scan_layers=True)
+        teacher_params = stack_layers(teacher_params)
+    return student, teacher_model, teacher_params
 
 
 def run(config, workdir: str | Path) -> dict:
@@ -89,7 +91,6 @@ def run(config, workdir: str | Path) -> dict:
     workdir = prepare_workdir(workdir, config)
     d = config.distill
     raw_text = is_raw_text(config)
-    student_heads, teacher_heads = heads_needed(d.terms, float(d.alpha))
     spec_task, splits = load_splits(config.task) if config.task.name and not raw_text else (None, {})
     # read first: a transfer set of the wrong kind (pairs or single sentences) is refused at once
     transfer = None if raw_text else transfer_examples(config, spec_task)
@@ -98,19 +99,9 @@ def run(config, workdir: str | Path) -> dict:
     check_data(d.terms, masked=raw_text, nsp=raw_text and bool(config.data.get("nsp", False)),
                labelled=labelled, alpha=float(d.alpha), teacher_heads=teacher_model.heads,
                teacher_name=config.teacher.name, cached=raw_text and bool(d.cache))
-    teacher_model = teacher_model.clone(heads=teacher_heads)
-    teacher_params = {k: v for k, v in teacher_params.items()
-                      if k not in ("mlm", "nsp", "classifier") or k in teacher_heads}
     num_labels = task_data.num_labels(spec_task) if spec_task else 2
-    student = ModelSpec(config.model, student_heads, num_labels=num_labels,
-                        vocab_size=tokenizer.vocab_size)
-    if student.config.vocab_size != teacher_model.config.vocab_size:
-        raise ValueError(f"student vocab_size={student.config.vocab_size} differs from the "
-                         f"teacher's {teacher_model.config.vocab_size}; they must share a vocab")
-    student.initial_params = initial_student(config, student, teacher_model, teacher_params)
-    if config.teacher.get("scan_layers", False):  # one layer body to compile, not L
-        teacher_model = teacher_model.clone(scan_layers=True)
-        teacher_params = stack_layers(teacher_params)
+    student, teacher_model, teacher_params = student_and_teacher(
+        config, teacher_model, teacher_params, tokenizer, num_labels)
     if raw_text:
         return _general(config, workdir, student, teacher_model, teacher_params, tokenizer)
 
@@ -140,9 +131,10 @@ def run(config, workdir: str | Path) -> dict:
     task = DistillTask(config, student, teacher_model, None if use_cache else teacher_params)
     trainer = Trainer(task, config, workdir)
     dev = {split: encode_examples(splits[split], tokenizer, config.data.max_seq_length)
-           for split in ("dev", "test") if split in splits}
+           for split in ("dev", "test")  # scored where labelled (GLUE's test splits are not)
+           if split in splits and all(e.label is not None for e in splits[split])}
     metric_task = dev_splits(spec_task, splits)[0][1] if spec_task else None
-    classifies = "classifier" in student_heads
+    classifies = "classifier" in student.heads
 
     def accuracy(params, split):
         outs = trainer.predict(params, eval_batches(dev[split], bs), task.predict)
@@ -253,6 +245,8 @@ def _finish(workdir, student, state, tokenizer, task, result):
     if jax.process_index() == 0:
         with atomic_output(workdir / "export") as tmp:
             save_pretrained(tmp, student.model, student_params, tokenizer)
+            if "projections" in state.params:  # the next run from this export starts with them
+                student_init.save_projections(tmp, host_copy(state.params["projections"]))
         write_json(workdir / "result.json", result)
         plot_curves(workdir, ["loss", *[t["name"] for t in task.terms]])
     log.info("distillation done: %s", result)

@@ -52,7 +52,7 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
     config.recipe = ml_collections.ConfigDict(dict(
         students=("tiny",) if arg != "full" else ("tiny", "mini", "small", "medium"),
         seeds=(0,) if demo else (0, 1, 2),
-        methods=("scratch", "pt_ft", "kd", "pd"),
+        methods=("scratch", "pt_ft", "kd", "kd_ft", "pd"),
         teacher_name="all-MiniLM-L6-v2",
         # demo: one lr of the grid (3e-4), 2 epochs, to stay within 20 minutes on 2 cores
         learning_rates=PAPER_LRS[:1] if demo else PAPER_LRS,
@@ -66,16 +66,16 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
     config.student_finetune.optimizer.lr = 1e-4     # used only with an empty learning_rates grid
     config.student_finetune.trainer.num_epochs = 2 if demo else 4
     config.pretrain = pretrain.get_config("tiny,corpora" if arg != "full" else "tiny")
-    config.pretrain.trainer.num_steps = {"demo": 300, "replica": 20000, "full": 20000}[arg]
-    config.pretrain.trainer.eval_every = {"demo": 300, "replica": 2500, "full": 2000}[arg]
-    if replica:  # 64-token rows learn per step as packed 128-token ones, at half the cost
+    config.pretrain.trainer.num_steps = {"demo": 1200, "replica": 20000, "full": 20000}[arg]
+    config.pretrain.trainer.eval_every = {"demo": 1200, "replica": 2500, "full": 2000}[arg]
+    if arg != "full":  # 64-token rows learn per step as packed 128-token ones, at half the cost
         config.pretrain.data.max_seq_length = 64
         config.pretrain.data.pack = False
     config.pretrain.trainer.checkpoint_every = config.pretrain.trainer.eval_every
     config.pretrain.trainer.keep_checkpoints = 10 if replica else 2
     config.pretrain.trainer.log_every = 50
     config.distill = distill.get_config("task")
-    config.distill.trainer.num_epochs = 1 if demo else 2
+    config.distill.trainer.num_epochs = 2
     if arg != "full":  # the in-domain transfer set (+ the task's train texts, include_train_texts)
         name = "transfer_demo.txt" if demo else "transfer.txt"
         config.distill.data.transfer = str(pretrain.CORPORA / name)

@@ -97,6 +97,7 @@ def run(config, workdir: str | Path) -> dict:
     workdir = common.prepare_workdir(workdir, config)
     r = config.recipe
     grid = list(r.learning_rates)
+    described = descriptions(config.pretrain)
     rows = []
     teacher = stage(workdir, "teacher", finetune, config.teacher_finetune)
     teacher_dir = str(workdir / "teacher" / "best")
@@ -139,7 +140,7 @@ def run(config, workdir: str | Path) -> dict:
                 results["pd"]["pretrain_steps"] = pretrained["steps"]
                 results["pd"]["mlm_accuracy"] = pretrained["eval_mlm_accuracy"]
             for method, result in results.items():
-                rows.append(row(method, student, seed, DESCRIPTIONS[method], result))
+                rows.append(row(method, student, seed, described[method], result))
         # the pre-training curve: plain fine-tuning from earlier checkpoints of the same run,
         # after every seed's headline methods (the curve points may be added to a finished run)
         for step in r.pretrain_checkpoints:
@@ -152,7 +153,7 @@ def run(config, workdir: str | Path) -> dict:
                     grid)
                 result["pretrain_steps"] = step
                 result["mlm_accuracy"] = pretraining_mlm_accuracy(pt_workdir, step)
-                rows.append(row("pt_ft", student, seed, DESCRIPTIONS["pt_ft"], result))
+                rows.append(row("pt_ft", student, seed, described["pt_ft"], result))
     table = summarise(rows)
     write_report(workdir, rows, table)
     return {"rows": rows, "table": table}
@@ -165,6 +166,18 @@ DESCRIPTIONS = {
     "kd_ft": "distil from scratch + fine-tune (control, no pre-training)",
     "pd": "pre-train + distil + fine-tune (PD)",
 }
+
+
+def descriptions(pretrain_config) -> dict[str, str]:
+    """DESCRIPTIONS with a non-default pre-training named in the PT+FT and PD rows: its objective
+    (ELECTRA) and its text (in-domain: the task's own train texts joined in)."""
+    objective = pretrain_config.get("objective", "mlm")
+    in_domain = bool(pretrain_config.data.get("task_texts", ""))
+    if objective == "mlm" and not in_domain:
+        return DESCRIPTIONS
+    what = {"mlm": "MLM", "electra": "ELECTRA"}[objective] + " pre-train" + (
+        " on in-domain text" if in_domain else "")
+    return {**DESCRIPTIONS, "pt_ft": f"{what} + fine-tune", "pd": f"{what} + distil + fine-tune (PD)"}
 
 
 def row(method, student, seed, description, result) -> dict:
@@ -181,12 +194,14 @@ def row(method, student, seed, description, result) -> dict:
 
 
 def summarise(rows) -> list[dict]:
-    """Mean ± std (population, over seeds) for each (method, student, pre-training steps)."""
+    """Mean ± std (population, over seeds) for each (method, student, pre-training steps,
+    description — which names the pre-training objective and text)."""
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        groups.setdefault((r["method"], r["student"], r.get("pretrain_steps")), []).append(r)
+        key = (r["method"], r["student"], r.get("pretrain_steps"), r["description"])
+        groups.setdefault(key, []).append(r)
     table = []
-    for (method, student, steps), runs in groups.items():
+    for (method, student, steps, _), runs in groups.items():
         entry = {"method": method, "student": student, "pretrain_steps": steps,
                  "seeds": len(runs), "description": runs[0]["description"],
                  "parameters": runs[0].get("parameters"),

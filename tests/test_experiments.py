@@ -251,3 +251,29 @@ def test_general_distillation_configs(tmp_path, small_mlm_teacher, movie_sentenc
     assert result["steps"] == 1 and "final" in result
     if cache:
         assert (tmp_path / "top_k" / "train" / "manifest-p000.json").exists()
+
+
+def test_self_pretraining_adds_the_task_train_texts_and_evaluates_on_dev_and_test(tmp_path):
+    """pretrain.py:tiny,movies: the in-domain text + the task's training texts; the task's dev and
+    test sentences are the held-out evaluation and in no training file."""
+    from distill.data.corpora import normalise
+    from distill.data.sources import read_documents
+    from distill.data.tasks import vader_sentiment
+    from distill.tasks import pretrain
+
+    config = pretrain.with_task_texts(experiments_pretrain.get_config("tiny,movies"), tmp_path)
+    splits = vader_sentiment(VADER, seed=0)
+    train_files = config.data.train.removeprefix("text:").split(",")
+    assert train_files == [str(experiments_pretrain.CORPORA / "movies.txt"),
+                           str(tmp_path / "task_train.txt")]
+    trained = [s for d in read_documents(f"text:{train_files[1]}") for s in d]
+    assert trained == [e.text_a for e in splits["train"]]
+    held_out = [s for d in read_documents(config.data.eval) for s in d]
+    assert held_out == [e.text_a for e in splits["dev"] + splits["test"]]
+    # the dev/test sentences `make assets` removed from movies.txt (corpora.py's normalisation)
+    movies = {normalise(line) for line in Path(train_files[0]).read_text().splitlines()}
+    assert not movies & {normalise(text) for text in held_out}
+    with pytest.raises(ValueError, match="data.task_texts='sst2'"):
+        config = experiments_pretrain.get_config("tiny,movies")
+        config.data.task_texts = "sst2"
+        pretrain.with_task_texts(config, tmp_path)

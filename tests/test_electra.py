@@ -131,6 +131,7 @@ def test_generator_and_discriminator_share_the_embeddings(tmp_path, text):
                   ["embedding"]).sum() > 0
 
 
+@pytest.mark.slow
 def test_electra_export_is_a_plain_bert_transformers_loads_and_finetunes(tmp_path, text):
     """`distill pretrain` with objective=electra exports the discriminator alone: transformers'
     BertModel loads it with no missing or unexpected weights and its hidden states equal ours;

@@ -141,6 +141,12 @@ def test_rows_name_a_non_default_pretraining_and_stay_apart_in_the_table():
                                                                    (electra["pt_ft"], 0.75)]
 
 
+def test_the_methods_plot_axis_shows_two_point_gaps():
+    low, high = recipe.accuracy_axis(np.array([76.9, 79.2, 81.6, 84.1]), np.array([0.6, 0.2, 0.3, 0]))
+    assert low <= 76.3 and high >= 84.1 and 2 / (high - low) > 0.1  # the old 45–100 axis: 0.036
+    assert recipe.accuracy_axis(np.array([99.0]), np.array([0.5]))[1] == 100.0
+
+
 def test_report_with_one_seed_claims_no_spread(tmp_path):
     run = _seed_runs(tmp_path / "run", {"scratch": [0.70], "pd": [0.705]})
     table = recipe.report([run], tmp_path / "report")

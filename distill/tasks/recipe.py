@@ -319,6 +319,13 @@ def plot_sizes(path: Path, table) -> None:
     plt.close(fig)
 
 
+def accuracy_axis(acc, std) -> tuple[float, float]:
+    """An accuracy axis (%) from 3 points under the lowest bar's error bar to 3 over the highest
+    (its labels fit), at most 100: two-point gaps take a visible share of it."""
+    low, high = float(np.min(acc - std)), float(np.max(acc + std))
+    return float(np.floor(low) - 3), min(100.0, float(np.ceil(high) + 3))
+
+
 def plot_methods(path: Path, table) -> None:
     """Test accuracy per method, each bar labelled with its accuracy, on an axis that starts a
     few points under the lowest bar (a 45–100 axis hides the two-point gaps between students);
@@ -339,8 +346,7 @@ def plot_methods(path: Path, table) -> None:
     bars = ax.barh(labels, acc, xerr=std if several else None, capsize=3)
     ax.bar_label(bars, [f"{a:.1f}" + (f" ± {s:.1f}" if e["seeds"] > 1 else "")
                         for a, s, e in zip(acc, std, entries)], padding=4, fontsize=8)
-    low, high = float(np.min(acc - std)), float(np.max(acc + std))
-    ax.set_xlim(np.floor(low) - 3, min(100.0, np.ceil(high) + 3))
+    ax.set_xlim(*accuracy_axis(acc, std))
     ax.invert_yaxis()  # the table's order, top to bottom
     ax.set_xlabel("test accuracy (%)" + (", mean ± std over seeds" if several else ", one seed"))
     ax.grid(axis="x", alpha=0.3)

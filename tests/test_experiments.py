@@ -10,6 +10,7 @@ import pytest
 from distill import experiments
 from distill.cli import main
 from distill.defaults import VADER
+from distill.experiments import pretrain as experiments_pretrain
 from distill.tasks import recipe
 from flaxbert import Model, init_params
 from flaxbert.configs import BertConfig
@@ -73,11 +74,15 @@ def test_recipe_config(tmp_path, small_teacher):
           f"--config.pretrain.data.train=vader:{VADER / 'tweets_GroundTruth.txt'}",
           f"--config.pretrain.data.eval=vader:{held_out}", f"--config.distill.data.transfer={transfer}"])
     table = json.loads((run / "results.json").read_text())["table"]
-    assert {row["method"] for row in table} == {"teacher", "scratch", "pt_ft", "kd", "pd"}
+    assert {row["method"] for row in table} == {"teacher", "scratch", "pt_ft", "kd", "kd_ft", "pd"}
     assert sorted(e["pretrain_steps"] for e in table if e["method"] == "pt_ft") == [1, 2]
     for e in table:
-        if e["method"] in ("scratch", "pt_ft", "pd"):  # fine-tuned at both lrs, dev picked one
+        if e["method"] in ("scratch", "pt_ft", "kd_ft", "pd"):  # both lrs, dev picked one
             assert len(e["lrs"]) == 1 and e["lrs"][0] in (3e-4, 1e-4)
+    # the control fine-tunes what distillation from scratch exported, nothing pre-trained
+    control = json.loads(next((run / "kd_ft_tiny_seed0").glob("lr*/config.json")).read_text())
+    assert control["model"]["name"] == str(run / "kd_tiny_seed0" / "export")
+    assert "distil from scratch + fine-tune" in (run / "results.md").read_text()
     sweep = json.loads((run / "scratch_tiny_seed0" / "sweep.json").read_text())
     assert [c["lr"] for c in sweep["cells"]] == [3e-4, 1e-4]
     assert (run / "pretrain_tiny" / "export_step1" / "model.safetensors").exists()
@@ -117,6 +122,29 @@ def test_report_shows_mean_and_std_over_seeds_and_marks_gaps_within_the_spread(t
     scratch_line = next(line for line in md.splitlines() if line.startswith("| fine-tune from"))
     assert "| none |" in scratch_line
     assert (tmp_path / "report" / "results.png").exists()
+
+
+def test_rows_name_a_non_default_pretraining_and_stay_apart_in_the_table():
+    mlm = recipe.descriptions(experiments_pretrain.get_config("tiny,corpora"))
+    assert mlm == recipe.DESCRIPTIONS
+    config = experiments_pretrain.get_config("tiny,movies")
+    config.objective = "electra"
+    electra = recipe.descriptions(config)
+    assert electra["pt_ft"] == "ELECTRA pre-train on in-domain text + fine-tune"
+    assert electra["pd"].startswith("ELECTRA pre-train on in-domain text + distil")
+    rows = [{"method": "pt_ft", "student": "tiny", "seed": 0, "description": d["pt_ft"],
+             "dev_acc": 0.7, "test_acc": acc, "lr": 1e-4, "pretrain_steps": 100,
+             "mlm_accuracy": None, "parameters": 1, "wall_seconds": 1.0}
+            for d, acc in ((mlm, 0.70), (electra, 0.75))]
+    table = recipe.summarise(rows)
+    assert [(e["description"], e["test_acc"]) for e in table] == [(mlm["pt_ft"], 0.70),
+                                                                   (electra["pt_ft"], 0.75)]
+
+
+def test_the_methods_plot_axis_shows_two_point_gaps():
+    low, high = recipe.accuracy_axis(np.array([76.9, 79.2, 81.6, 84.1]), np.array([0.6, 0.2, 0.3, 0]))
+    assert low <= 76.3 and high >= 84.1 and 2 / (high - low) > 0.1  # the old 45–100 axis: 0.036
+    assert recipe.accuracy_axis(np.array([99.0]), np.array([0.5]))[1] == 100.0
 
 
 def test_report_with_one_seed_claims_no_spread(tmp_path):
@@ -229,3 +257,29 @@ def test_general_distillation_configs(tmp_path, small_mlm_teacher, movie_sentenc
     assert result["steps"] == 1 and "final" in result
     if cache:
         assert (tmp_path / "top_k" / "train" / "manifest-p000.json").exists()
+
+
+def test_self_pretraining_adds_the_task_train_texts_and_evaluates_on_dev_and_test(tmp_path):
+    """pretrain.py:tiny,movies: the in-domain text + the task's training texts; the task's dev and
+    test sentences are the held-out evaluation and in no training file."""
+    from distill.data.corpora import normalise
+    from distill.data.sources import read_documents
+    from distill.data.tasks import vader_sentiment
+    from distill.tasks import pretrain
+
+    config = pretrain.with_task_texts(experiments_pretrain.get_config("tiny,movies"), tmp_path)
+    splits = vader_sentiment(VADER, seed=0)
+    train_files = config.data.train.removeprefix("text:").split(",")
+    assert train_files == [str(experiments_pretrain.CORPORA / "movies.txt"),
+                           str(tmp_path / "task_train.txt")]
+    trained = [s for d in read_documents(f"text:{train_files[1]}") for s in d]
+    assert trained == [e.text_a for e in splits["train"]]
+    held_out = [s for d in read_documents(config.data.eval) for s in d]
+    assert held_out == [e.text_a for e in splits["dev"] + splits["test"]]
+    # the dev/test sentences `make assets` removed from movies.txt (corpora.py's normalisation)
+    movies = {normalise(line) for line in Path(train_files[0]).read_text().splitlines()}
+    assert not movies & {normalise(text) for text in held_out}
+    with pytest.raises(ValueError, match="data.task_texts='sst2'"):
+        config = experiments_pretrain.get_config("tiny,movies")
+        config.data.task_texts = "sst2"
+        pretrain.with_task_texts(config, tmp_path)

@@ -9,10 +9,21 @@ demo task's sentences; none of them is in the training text). Training text, by 
               Amazon review snippets, ~0.2 M words) — the old demo data;
   ,corpora    the real text `make assets` converts (distill/data/corpora.py): general.txt (news,
               BBC, Wikipedia + those VADER sentences; 3.5 M words) and movies.txt (IMDb reviews +
-              plot summaries; 1.2 M words), packed 128-token rows.
+              plot summaries; 1.2 M words), packed 128-token rows;
+  ,movies     self-pre-training (Krishna et al. 2023): the in-domain text alone — movies.txt
+              plus the sentiment task's own 8,456 training texts (`data.task_texts`); the
+              held-out evaluation becomes the task's dev + test snippets, which no training text
+              holds (`make assets` removed them from movies.txt). Packed 128-token rows.
+
+The objective (`objective`): `mlm` (BERT's) or `electra` (replaced-token detection,
+distill/electra.py: a generator `electra.generator_width` × the student's width — 1/4, the
+ELECTRA paper's setting for ELECTRA-Small, whose ablation finds 1/4–1/2 of the discriminator
+best; a stronger generator makes the task too hard — trained with MLM, the student as the
+discriminator on every token, RTD weight 50 as the paper). The export is the student alone.
 
     distill pretrain --config pretrain.py:tiny --workdir runs/pretrain_tiny
     distill pretrain --config pretrain.py:tiny,corpora --workdir runs/pt_tiny_corpora
+    distill pretrain --config pretrain.py:tiny,movies --config.objective=electra --workdir runs/pt_e
 
 Expected (BERT-Tiny, 2,000 steps of 32 × 128 tokens, about 4 minutes on 2 CPU cores): held-out
 MLM accuracy ≈ 0.30, far above the most-frequent-token baseline (≈ 0.05). For `tiny,corpora`
@@ -36,16 +47,30 @@ NARROW_IB_BERT = dict(num_hidden_layers=4, hidden_size=128, embedding_size=64,
                       max_position_embeddings=128)
 
 
+# Self-pre-training's text: the in-domain movie text alone (+ the task's train texts).
+MOVIES_TRAIN = f"text:{CORPORA / 'movies.txt'}"
+
+
 def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     name, _, data = arg.partition(",")
-    if data not in ("", "corpora"):
-        raise ValueError(f"pretrain.py:{arg}; expected MODEL or MODEL,corpora")
+    if data not in ("", "corpora", "movies"):
+        raise ValueError(f"pretrain.py:{arg}; expected MODEL, MODEL,corpora or MODEL,movies")
     config = ml_collections.ConfigDict()
     config.model = (common.model("ib_bert", overrides=NARROW_IB_BERT) if name == "narrow_ib_bert"
                     else common.model(name))
+    config.objective = "mlm"        # mlm | electra
+    config.electra = ml_collections.ConfigDict(dict(
+        generator_width=0.25,       # generator hidden/FFN size and heads, × the student's
+        rtd_weight=50.0,            # λ of loss = MLM(generator) + λ · RTD(discriminator)
+    ))
+    train = {"": f"vader:{common.TRANSFER_FILES}", "corpora": CORPORA_TRAIN,
+             "movies": MOVIES_TRAIN}[data]
     config.data = ml_collections.ConfigDict(dict(
         vocab=str(common.MINILM / "vocab.txt"),
-        train=CORPORA_TRAIN if data else f"vader:{common.TRANSFER_FILES}",
+        train=train,
+        # "sentiment": the task's train texts join the training text and its dev + test texts
+        # are the held-out evaluation (replacing `eval`); "" = none
+        task_texts="sentiment" if data == "movies" else "",
         eval=f"vader:{common.VADER / 'movieReviewSnippets_GroundTruth.txt'}",
         sentences_per_document=8,
         max_seq_length=128,

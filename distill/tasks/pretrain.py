@@ -1,10 +1,15 @@
-"""Masked-LM (+ optional NSP) pre-training, BERT's recipe, on the shared trainer.
+"""Pre-training on the shared trainer, by `config.objective`:
+
+    mlm      masked LM (+ optional NSP), BERT's recipe
+    electra  replaced-token detection (distill/electra.py): a small generator's MLM samples
+             replace the masked tokens and the student, as discriminator, labels every token
 
     distill pretrain --config pretrain.py:bert_tiny --workdir runs/pretrain_tiny
 
-The run folder ends with `export/` (HF layout, loadable by `from_pretrained` and transformers),
-`curves.png` (loss and MLM accuracy) and `result.json` (held-out MLM accuracy next to the
-most-frequent-token baseline).
+The run folder ends with `export/` (HF layout, loadable by `from_pretrained` and transformers;
+for ELECTRA the discriminator alone), `curves.png` (loss and MLM accuracy) and `result.json`
+(held-out MLM accuracy — the generator's, for ELECTRA, with the discriminator's replaced-token
+accuracy — next to the most-frequent-token baseline).
 
 BERT pre-trains in two phases: 128-token rows for 90 % of the steps, then 512. Run them as two
 folders: the first with `optimizer.schedule_steps` = the whole schedule and `trainer.num_steps`
@@ -23,11 +28,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from distill import losses
+from distill import electra, losses
+from distill.data import tasks as task_data
 from distill.data.pretraining import text_to_pretraining_dataset
 from distill.distributed import host_copy
 from distill.models import ModelSpec
-from distill.tasks.common import atomic_output, plot_curves, prepare_workdir, write_json
+from distill.tasks.common import atomic_output, plot_curves, prepare_workdir, write_json, write_text
 from distill.trainer import Trainer, checkpoint_dir
 from flaxbert.pretrained import save_pretrained
 
@@ -82,6 +88,83 @@ class MaskedLMTask:
             metrics["nsp_accuracy"] = (nsp_correct.sum(), n)
         return metrics
 
+    def export(self, params):
+        """(model, params) of the pre-trained student as `save_pretrained` writes it."""
+        return self.model, params
+
+
+class ElectraTask:
+    """Loss = generator MLM (mean NLL over real masked positions) + rtd_weight · mean sigmoid
+    cross-entropy of the discriminator over every real token (distill/electra.py)."""
+
+    def __init__(self, spec: ModelSpec, generator_width: float, rtd_weight: float):
+        if spec.initial_params is not None:
+            raise ValueError("objective=electra: model.name is a weights folder; ELECTRA "
+                             "pre-trains from a random init (name a preset or a config.json)")
+        self.spec, self.rtd_weight = spec, rtd_weight
+        self.model = electra.Electra(spec.model, electra.generator_config(spec.config,
+                                                                          generator_width))
+        self.initial_params = None
+
+    def init_params(self, rng):
+        ids = jnp.zeros((1, 8), jnp.int32)
+        return self.model.init(rng, ids, jnp.ones_like(ids), ids, jnp.zeros((1, 2), jnp.int32))["params"]
+
+    def denominators(self, batch):
+        return {"mlm": jnp.maximum(batch["masked_lm_weights"].sum(), 1.0),
+                "tokens": jnp.maximum((batch["input_mask"] > 0).sum().astype(jnp.float32), 1.0)}
+
+    def _terms(self, params, batch, rng, deterministic):
+        corrupt_rng, dropout_rng = jax.random.split(rng)
+        gen_logits, corrupted, replaced = electra.corrupt(self.model, params, batch, corrupt_rng,
+                                                          deterministic)
+        rtd_logits = electra.discriminate(self.model, params, batch, corrupted, dropout_rng,
+                                          deterministic)
+        mlm = losses.masked_lm_terms(gen_logits, batch)
+        rtd = electra.replaced_token_detection_terms(rtd_logits, replaced, batch["input_mask"])
+        return mlm, rtd, replaced
+
+    def loss(self, params, frozen, batch, rng, den):
+        (nll, correct, _), (rtd_nll, rtd_correct, _), replaced = self._terms(params, batch, rng,
+                                                                             False)
+        mlm_loss, rtd_loss = nll.sum() / den["mlm"], rtd_nll.sum() / den["tokens"]
+        metrics = {"mlm_loss": mlm_loss, "mlm_accuracy": correct.sum() / den["mlm"],
+                   "rtd_loss": rtd_loss, "rtd_accuracy": rtd_correct.sum() / den["tokens"],
+                   "replaced_fraction": replaced.sum() / den["tokens"]}
+        return mlm_loss + self.rtd_weight * rtd_loss, metrics
+
+    def eval_metrics(self, params, frozen, batch):
+        # a fixed sampling key: the held-out corruption is the same at every evaluation
+        (nll, correct, weights), (rtd_nll, rtd_correct, tokens), _ = self._terms(
+            params, batch, jax.random.PRNGKey(0), True)
+        return {"mlm_loss": (nll.sum(), weights.sum()), "mlm_accuracy": (correct.sum(), weights.sum()),
+                "rtd_loss": (rtd_nll.sum(), tokens.sum()),
+                "rtd_accuracy": (rtd_correct.sum(), tokens.sum())}
+
+    def export(self, params):
+        """The discriminator alone: a headless BERT (the generator and RTD head stay behind)."""
+        return self.spec.model, params["discriminator"]
+
+
+OBJECTIVES = ("mlm", "electra")
+
+
+def make_task(config, tokenizer):
+    """The config's pre-training objective as a trainer task."""
+    objective = config.get("objective", "mlm")  # run folders from before the field: MLM
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective={objective!r}; expected one of {OBJECTIVES}")
+    if objective == "electra" and config.data.nsp:
+        raise ValueError("objective=electra with data.nsp=True: ELECTRA has no NSP head; "
+                         "set data.nsp=False")
+    spec = ModelSpec(config.model, heads(config), vocab_size=tokenizer.vocab_size)
+    if spec.config.vocab_size != tokenizer.vocab_size:
+        raise ValueError(f"model vocab_size={spec.config.vocab_size} but the tokenizer "
+                         f"{config.data.vocab} has {tokenizer.vocab_size} tokens")
+    if objective == "electra":
+        return ElectraTask(spec, config.electra.generator_width, config.electra.rtd_weight)
+    return MaskedLMTask(spec, config.data.nsp)
+
 
 def majority_token_baseline(train_batches, eval_batches) -> float:
     """Accuracy of always predicting the most frequent masked token of the training stream."""
@@ -132,7 +215,10 @@ def training_passes(config, tokenizer, epochs: int):
 
 
 def heads(config) -> tuple[str, ...]:
-    """The heads a pre-training run trains (and its checkpoints hold)."""
+    """The heads the pre-trained student has (ELECTRA's discriminator: none; its RTD head and
+    generator are the objective's, not the student's)."""
+    if config.get("objective", "mlm") == "electra":
+        return ()
     return ("mlm", "nsp") if config.data.nsp else ("mlm",)
 
 
@@ -155,17 +241,43 @@ def continue_from(trainer, folder, train_iter) -> None:
     trainer.checkpoints.wait_until_finished()
 
 
+def count(params) -> int:
+    return int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(params)))
+
+
+def with_task_texts(config, workdir: Path):
+    """The config with `data.task_texts`' texts in place: the labelled task's training texts
+    appended to `data.train` (documents of `sentences_per_document` lines) and its dev + test
+    texts as `data.eval`, written under `workdir` — the task's held-out sentences are never
+    trained on and stay the held-out evaluation."""
+    name = config.data.get("task_texts", "")
+    if not name:
+        return config
+    if name != "sentiment":
+        raise ValueError(f"data.task_texts={name!r}; expected '' or 'sentiment' (the VADER "
+                         "movie-snippet task, finetune.py:sentiment's split)")
+    from distill.defaults import VADER
+    splits = task_data.vader_sentiment(VADER, seed=0)
+    n = config.data.sentences_per_document
+    train = [e.text_a for e in splits["train"]]
+    documents = ["\n".join(train[i:i + n]) for i in range(0, len(train), n)]
+    write_text(workdir / "task_train.txt", "\n\n".join(documents) + "\n")
+    write_text(workdir / "task_held_out.txt",
+               "\n".join(e.text_a for e in splits["dev"] + splits["test"]) + "\n")
+    config = config.copy_and_resolve_references()
+    config.data.train = f"{config.data.train},{workdir / 'task_train.txt'}"
+    config.data.eval = f"text:{workdir / 'task_held_out.txt'}"
+    return config
+
+
 def run(config, workdir: str | Path) -> dict:
     """Pre-trains config.model on config.data; returns the held-out results."""
     workdir = prepare_workdir(workdir, config)
     from flaxbert.tokenization import load_tokenizer
 
+    config = with_task_texts(config, workdir)
     tokenizer = load_tokenizer(config.data.vocab)
-    spec = ModelSpec(config.model, heads(config), vocab_size=tokenizer.vocab_size)
-    if spec.config.vocab_size != tokenizer.vocab_size:
-        raise ValueError(f"model vocab_size={spec.config.vocab_size} but the tokenizer "
-                         f"{config.data.vocab} has {tokenizer.vocab_size} tokens")
-    task = MaskedLMTask(spec, config.data.nsp)
+    task = make_task(config, tokenizer)
     train, evaluation = datasets(config, tokenizer)
     trainer = Trainer(task, config, workdir)
     stream = iter(train)
@@ -175,16 +287,18 @@ def run(config, workdir: str | Path) -> dict:
     final = trainer.last_eval or trainer.evaluate(state.params, iter(evaluation))
     baseline = majority_token_baseline(
         (b for _, b in zip(range(20), iter(train))), iter(evaluation))
+    model, params = task.export(host_copy(state.params))
     result = {"eval_mlm_accuracy": final["mlm_accuracy"], "eval_mlm_loss": final["mlm_loss"],
               "majority_token_accuracy": baseline, "steps": int(state.step),
-              "parameters": int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(state.params)))}
-    if "nsp_accuracy" in final:
-        result["eval_nsp_accuracy"] = final["nsp_accuracy"]
-    params = host_copy(state.params)
+              "parameters": count(params), "trained_parameters": count(state.params)}
+    for key in ("nsp_accuracy", "rtd_accuracy"):
+        if key in final:
+            result[f"eval_{key}"] = final[key]
     if jax.process_index() == 0:
         with atomic_output(workdir / "export") as tmp:
-            save_pretrained(tmp, spec.model, params, tokenizer)
-        plot_curves(workdir, ["loss", "mlm_accuracy", "eval_mlm_accuracy"])
+            save_pretrained(tmp, model, params, tokenizer)
+        plot_curves(workdir, ["loss", "mlm_accuracy", "eval_mlm_accuracy"]
+                    + (["rtd_accuracy", "eval_rtd_accuracy"] if "rtd_accuracy" in final else []))
         write_json(workdir / "result.json", result)
     log.info("pre-training done: %s", result)
     return result

@@ -1,10 +1,12 @@
 """The Well-Read Students recipe (Turc et al. 2019) as chained runs, and its comparison table.
 
-For each student size and seed, four ways to a sentiment classifier are compared:
+For each student size and seed, five ways to a sentiment classifier are compared:
 
     scratch     fine-tune the randomly initialised student on the labels
-    pt_ft       MLM pre-train on unlabelled text, then fine-tune
+    pt_ft       pre-train on unlabelled text (MLM, or the config's objective), then fine-tune
     kd          distil a fine-tuned teacher into the random student on the transfer set
+    kd_ft       the control: distil into the random student (kd's run), then fine-tune as PD's
+                last step does — what PD gains from its pre-training, not its last fine-tuning
     pd          Pre-trained Distillation: pre-train, distil, then fine-tune
 
 Every stage is a run folder under the recipe's work directory; a stage whose `result.json`
@@ -36,7 +38,7 @@ from distill.tasks.common import derived, stage
 
 log = logging.getLogger(__name__)
 
-METHODS = ("scratch", "pt_ft", "kd", "pd")
+METHODS = ("scratch", "pt_ft", "kd", "kd_ft", "pd")
 
 
 def tuned_finetune(workdir: Path, name: str, config, grid) -> dict:
@@ -81,7 +83,6 @@ def export_pretraining_checkpoint(config, pt_workdir: Path, step: int) -> Path:
     (`trainer.keep_checkpoints`)."""
     import orbax.checkpoint as ocp
 
-    from distill.models import ModelSpec
     from distill.trainer import Trainer
     from flaxbert.pretrained import save_pretrained
     from flaxbert.tokenization import load_tokenizer
@@ -90,8 +91,8 @@ def export_pretraining_checkpoint(config, pt_workdir: Path, step: int) -> Path:
     if (out / "config.json").exists():
         return out
     tokenizer = load_tokenizer(config.data.vocab)
-    spec = ModelSpec(config.model, pretrain.heads(config), vocab_size=tokenizer.vocab_size)
-    trainer = Trainer(pretrain.MaskedLMTask(spec, config.data.nsp), config, pt_workdir)
+    task = pretrain.make_task(config, tokenizer)
+    trainer = Trainer(task, config, pt_workdir)
     if step not in trainer.checkpoints.all_steps():
         raise FileNotFoundError(f"{pt_workdir / 'checkpoints'} has no step {step} (has "
                                 f"{sorted(trainer.checkpoints.all_steps())}); raise "
@@ -101,7 +102,7 @@ def export_pretraining_checkpoint(config, pt_workdir: Path, step: int) -> Path:
     state = trainer.checkpoints.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(target))).state
     if jax.process_index() == 0:
-        save_pretrained(out, spec.model, jax.device_get(state.params), tokenizer)
+        save_pretrained(out, *task.export(jax.device_get(state.params)), tokenizer)
     return out
 
 
@@ -184,6 +185,7 @@ def run_task(config, workdir: Path, shared: Path, task: str) -> dict:
     `shared/submissions/METHOD_STUDENT_seedS/`."""
     r = config.recipe
     grid = (list(r.learning_rates), list(r.batch_sizes))
+    described = descriptions(config.pretrain)
     rows = []
     teacher = stage(workdir, "teacher", finetune, config.teacher_finetune)
     teacher_dir = str(workdir / "teacher" / "best")
@@ -213,9 +215,14 @@ def run_task(config, workdir: Path, shared: Path, task: str) -> dict:
                 results["pt_ft"]["mlm_accuracy"] = pretrained["eval_mlm_accuracy"]
             distill_common = {"teacher.name": teacher_dir, "trainer.seed": seed,
                               "distill.cache": str(workdir / "teacher_logits.npz")}
-            if "kd" in r.methods:
-                results["kd"] = stage(workdir, f"kd_{tag}", distill_task, derived(
+            if "kd" in r.methods or "kd_ft" in r.methods:  # kd_ft fine-tunes kd's export
+                distilled = stage(workdir, f"kd_{tag}", distill_task, derived(
                     config.distill, **distill_common, **{"model.name": student}))
+                if "kd" in r.methods:
+                    results["kd"] = distilled
+            if "kd_ft" in r.methods:
+                results["kd_ft"] = tuned_finetune(workdir, f"kd_ft_{tag}", derived(
+                    student_ft, **{"model.name": str(workdir / f"kd_{tag}" / "export")}), grid)
             if "pd" in r.methods:
                 stage(workdir, f"pd_distill_{tag}", distill_task, derived(
                     config.distill, **distill_common, **{"model.name": pt_dir}))
@@ -225,7 +232,7 @@ def run_task(config, workdir: Path, shared: Path, task: str) -> dict:
                 results["pd"]["pretrain_steps"] = pretrained["steps"]
                 results["pd"]["mlm_accuracy"] = pretrained["eval_mlm_accuracy"]
             for method, result in results.items():
-                rows.append(row(method, student, seed, DESCRIPTIONS[method], result))
+                rows.append(row(method, student, seed, described[method], result))
                 if glue_task and "run" in result:
                     write_submission(workdir / result["run"], student_ft,
                                      submissions / f"{method}_{tag}")
@@ -241,7 +248,7 @@ def run_task(config, workdir: Path, shared: Path, task: str) -> dict:
                     grid)
                 result["pretrain_steps"] = step
                 result["mlm_accuracy"] = pretraining_mlm_accuracy(pt_workdir, step)
-                rows.append(row("pt_ft", student, seed, DESCRIPTIONS["pt_ft"], result))
+                rows.append(row("pt_ft", student, seed, described["pt_ft"], result))
     table = summarise(rows)
     write_report(workdir, rows, table)
     return {"rows": rows, "table": table}
@@ -251,8 +258,21 @@ DESCRIPTIONS = {
     "scratch": "fine-tune from scratch",
     "pt_ft": "MLM pre-train + fine-tune",
     "kd": "distil from scratch (transfer set)",
+    "kd_ft": "distil from scratch + fine-tune (control, no pre-training)",
     "pd": "pre-train + distil + fine-tune (PD)",
 }
+
+
+def descriptions(pretrain_config) -> dict[str, str]:
+    """DESCRIPTIONS with a non-default pre-training named in the PT+FT and PD rows: its objective
+    (ELECTRA) and its text (in-domain: the task's own train texts joined in)."""
+    objective = pretrain_config.get("objective", "mlm")
+    in_domain = bool(pretrain_config.data.get("task_texts", ""))
+    if objective == "mlm" and not in_domain:
+        return DESCRIPTIONS
+    what = {"mlm": "MLM", "electra": "ELECTRA"}[objective] + " pre-train" + (
+        " on in-domain text" if in_domain else "")
+    return {**DESCRIPTIONS, "pt_ft": f"{what} + fine-tune", "pd": f"{what} + distil + fine-tune (PD)"}
 
 
 def row(method, student, seed, description, result) -> dict:
@@ -270,12 +290,14 @@ def row(method, student, seed, description, result) -> dict:
 
 
 def summarise(rows) -> list[dict]:
-    """Mean ± std (population, over seeds) for each (method, student, pre-training steps)."""
+    """Mean ± std (population, over seeds) for each (method, student, pre-training steps,
+    description — which names the pre-training objective and text)."""
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        groups.setdefault((r["method"], r["student"], r.get("pretrain_steps")), []).append(r)
+        key = (r["method"], r["student"], r.get("pretrain_steps"), r["description"])
+        groups.setdefault(key, []).append(r)
     table = []
-    for (method, student, steps), runs in groups.items():
+    for (method, student, steps, _), runs in groups.items():
         entry = {"method": method, "student": student, "pretrain_steps": steps,
                  "seeds": len(runs), "description": runs[0]["description"],
                  "parameters": runs[0].get("parameters"),
@@ -393,7 +415,17 @@ def plot_sizes(path: Path, table) -> None:
     plt.close(fig)
 
 
+def accuracy_axis(acc, std) -> tuple[float, float]:
+    """An accuracy axis (%) from 3 points under the lowest bar's error bar to 3 over the highest
+    (its labels fit), at most 100: two-point gaps take a visible share of it."""
+    low, high = float(np.min(acc - std)), float(np.max(acc + std))
+    return float(np.floor(low) - 3), min(100.0, float(np.ceil(high) + 3))
+
+
 def plot_methods(path: Path, table) -> None:
+    """Test accuracy per method, each bar labelled with its accuracy, on an axis that starts a
+    few points under the lowest bar (a 45–100 axis hides the two-point gaps between students);
+    mean ± std error bars when a method has several seeds."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -404,10 +436,15 @@ def plot_methods(path: Path, table) -> None:
     fig, ax = plt.subplots(figsize=(8, 1.2 + 0.55 * len(entries)))
     labels = [f"{label(e)}\n({e['student']}, {e['seeds']} seed{'s' * (e['seeds'] > 1)})"
               for e in entries]
-    ax.barh(labels, [100 * e["test_acc"] for e in entries],
-            xerr=[100 * e["test_acc_std"] for e in entries])
-    ax.set_xlabel("test accuracy (%), mean ± std over seeds")
-    ax.set_xlim(45, 100)
+    acc = np.array([100 * e["test_acc"] for e in entries])
+    std = np.array([100 * e["test_acc_std"] for e in entries])
+    several = any(e["seeds"] > 1 for e in entries)
+    bars = ax.barh(labels, acc, xerr=std if several else None, capsize=3)
+    ax.bar_label(bars, [f"{a:.1f}" + (f" ± {s:.1f}" if e["seeds"] > 1 else "")
+                        for a, s, e in zip(acc, std, entries)], padding=4, fontsize=8)
+    ax.set_xlim(*accuracy_axis(acc, std))
+    ax.invert_yaxis()  # the table's order, top to bottom
+    ax.set_xlabel("test accuracy (%)" + (", mean ± std over seeds" if several else ", one seed"))
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     with common.atomic_output(path) as tmp:

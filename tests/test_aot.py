@@ -65,3 +65,21 @@ def test_compile_of_a_finetuning_config_from_a_google_release_folder_not_downloa
     batch = 8 * (3 * 64 * 4 + 3 * 4)
     assert 0.99 < report["argument"] / (3 * params + batch) < 1.01
     assert report["flops"] > 0 and report["compile_seconds"] > 0
+
+
+def test_compile_builds_the_pretraining_objective_the_config_names(tmp_path):
+    """`objective=electra` compiles ELECTRA's step (generator + discriminator + RTD head), not
+    MLM's: its arguments hold the generator's parameters and their Adam moments too."""
+    from distill.cli import main
+
+    reports = {}
+    for objective in ("mlm", "electra"):
+        workdir = tmp_path / objective
+        main(["distill", "compile", "--config=pretrain.py:tiny", f"--workdir={workdir}",
+              f"--config.objective={objective}", "--config.trainer.batch_size=8",
+              "--config.data.max_seq_length=64"])
+        reports[objective] = json.loads((workdir / "compile_report.json").read_text())
+    # the generator (1/4 width, embeddings shared with the discriminator) and its moments: small
+    # beside BERT-Tiny's 30522-row embedding table, but there; MLM's step would be identical
+    assert reports["electra"]["argument"] > reports["mlm"]["argument"], reports
+    assert reports["electra"]["flops"] != reports["mlm"]["flops"], reports

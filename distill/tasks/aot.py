@@ -35,7 +35,7 @@ from distill.distillation import DistillTask, heads_needed
 from distill.models import ModelSpec, dtype
 from distill.tasks.common import prepare_workdir, write_json
 from distill.tasks.finetune import ClassificationTask
-from distill.tasks.pretrain import MaskedLMTask
+from distill.tasks import pretrain
 from distill.trainer import Trainer
 from flaxbert import hub
 from flaxbert.configs import get_config, load_config
@@ -113,9 +113,8 @@ def build_task(config, workdir: Path):
     if is_finetuning(config):
         labels = task_data.num_labels(load_splits_spec(config.task))
         return ClassificationTask(ModelSpec(model, ("classifier",), num_labels=labels), labels == 1)
-    nsp = bool(config.data.get("nsp", False))
-    if "distill" not in config:
-        return MaskedLMTask(ModelSpec(model, ("mlm", "nsp") if nsp else ("mlm",)), nsp)
+    if "distill" not in config:  # pre-training, by its objective
+        return pretrain.objective_task(config, ModelSpec(model, pretrain.heads(config)))
     student_heads, teacher_heads = heads_needed(config.distill.terms,
                                                 float(config.distill.get("alpha", 1.0)))
     compute = dtype(config.teacher.get("dtype", "float32"))

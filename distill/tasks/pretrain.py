@@ -150,17 +150,24 @@ OBJECTIVES = ("mlm", "electra")
 
 
 def make_task(config, tokenizer):
-    """The config's pre-training objective as a trainer task."""
+    """The config's pre-training objective as a trainer task, its model checked against the
+    tokenizer."""
+    spec = ModelSpec(config.model, heads(config), vocab_size=tokenizer.vocab_size)
+    if spec.config.vocab_size != tokenizer.vocab_size:
+        raise ValueError(f"model vocab_size={spec.config.vocab_size} but the tokenizer "
+                         f"{config.data.vocab} has {tokenizer.vocab_size} tokens")
+    return objective_task(config, spec)
+
+
+def objective_task(config, spec: ModelSpec):
+    """The trainer task of `config.objective` for the model `spec` (also what `distill compile`
+    builds for a pre-training config)."""
     objective = config.get("objective", "mlm")  # run folders from before the field: MLM
     if objective not in OBJECTIVES:
         raise ValueError(f"objective={objective!r}; expected one of {OBJECTIVES}")
     if objective == "electra" and config.data.nsp:
         raise ValueError("objective=electra with data.nsp=True: ELECTRA has no NSP head; "
                          "set data.nsp=False")
-    spec = ModelSpec(config.model, heads(config), vocab_size=tokenizer.vocab_size)
-    if spec.config.vocab_size != tokenizer.vocab_size:
-        raise ValueError(f"model vocab_size={spec.config.vocab_size} but the tokenizer "
-                         f"{config.data.vocab} has {tokenizer.vocab_size} tokens")
     if objective == "electra":
         return ElectraTask(spec, config.electra.generator_width, config.electra.rtd_weight)
     return MaskedLMTask(spec, config.data.nsp)

@@ -33,9 +33,9 @@ import ml_collections
 from distill.data import tasks as task_data
 from distill.distillation import DistillTask, heads_needed
 from distill.models import ModelSpec, dtype
+from distill.tasks import pretrain
 from distill.tasks.common import prepare_workdir, write_json
 from distill.tasks.finetune import ClassificationTask
-from distill.tasks import pretrain
 from distill.trainer import Trainer
 from flaxbert import hub
 from flaxbert.configs import get_config, load_config

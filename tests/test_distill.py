@@ -741,25 +741,34 @@ def test_progressive_transfer_on_real_text_lowers_each_stages_layer_loss(
     """distill/experiments/distill.py:mobilebert_pkt (narrow IB-BERT teacher, random here; narrow
     MobileBERT student, all but the layers copied from the teacher, LAMB with a warmup
     restarted every stage, lower layers frozen) on real VADER text, 4 stages × 8 steps: each
-    stage lowers the held-out loss of the layer it trains, and at the end every layer's is
-    below its value at the start."""
+    stage lowers the held-out objective of the layer it trains (its terms' weighted sum:
+    feature map, mean, variance, attention), and at the end every layer's is below its value
+    at the start."""
     base = recipe("mobilebert_pkt")
     changes = raw_text_changes(ib_bert_teacher_dir, minilm_dir, small_raw_text, **{
         "distill.progressive_steps": 8, "trainer.num_steps": 32, "trainer.eval_every": 8,
-        "trainer.batch_size": 16})
+        # a random teacher shares the embeddings that dominate both residual streams, so the
+        # start is near the optimum and the recipe's stage peak (4.5e-3) overshoots it in 8 steps
+        # (layer 1: 0.165 → 0.99); the recipe's lr on a pre-trained teacher: experiments/README.md
+        "trainer.batch_size": 16, "optimizer.lr": 1e-3})
     start = kd.run(derived(base, **{**changes, "trainer.num_steps": 0}), tmp_path / "start")["final"]
     kd.run(derived(base, **changes), tmp_path / "pkt")
     rows = [r for r in metrics_rows(tmp_path / "pkt") if any(k.startswith("eval_") for k in r)]
     assert [r["step"] for r in rows] == [8, 16, 24, 32]
-    term = next(k for k in start if k.startswith("hidden_feature_map") and "_layer" not in k)
-    before = {layer: start[f"{term}_layer{layer}"] for layer in range(1, 5)}
+    names = [f"{t['feature']}_{t['loss']}_{i}" for i, t in enumerate(base.distill.terms)]
+
+    def objective(row, layer, prefix="eval_"):
+        return sum(float(t["weight"]) * row[f"{prefix}{name}_layer{layer}"]
+                   for name, t in zip(names, base.distill.terms))
+
+    before = {layer: objective(start, layer, "") for layer in range(1, 5)}
     for stage, row in enumerate(rows, 1):
-        key = f"eval_{term}_layer{stage}"
-        previous = before[stage] if stage == 1 else rows[stage - 2][key]
-        print(f"stage {stage}: layer {stage} held-out feature-map loss {previous:.4f} → {row[key]:.4f}")
-        assert row[key] < previous
+        previous = before[stage] if stage == 1 else objective(rows[stage - 2], stage)
+        print(f"stage {stage}: layer {stage} held-out objective {previous:.4f} → "
+              f"{objective(row, stage):.4f}")
+        assert objective(row, stage) < previous
     for layer in range(1, 5):
-        assert rows[-1][f"eval_{term}_layer{layer}"] < before[layer]
+        assert objective(rows[-1], layer) < before[layer]
 
 
 # --- the recipes of distill/experiments/distill.py as the released code runs them (issue 29) ----

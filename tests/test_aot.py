@@ -83,3 +83,20 @@ def test_compile_builds_the_pretraining_objective_the_config_names(tmp_path):
     # beside BERT-Tiny's 30522-row embedding table, but there; MLM's step would be identical
     assert reports["electra"]["argument"] > reports["mlm"]["argument"], reports
     assert reports["electra"]["flops"] != reports["mlm"]["flops"], reports
+
+
+def test_compile_builds_a_pkt_student_with_the_heads_it_carries(tmp_path):
+    """PKT builds its student with the teacher's MLM and NSP heads (carried into the export for
+    pre-training distillation): the compiled step holds them too, not only the heads its terms
+    read (none: PKT's terms are all layer-wise)."""
+    from distill.experiments import distill as recipes
+    from distill.experiments.pretrain import NARROW_IB_BERT
+    from distill.tasks import aot
+    from flaxbert.mobilebert import MobileBertConfig
+
+    config = recipes.get_config("mobilebert_pkt")
+    teacher = tmp_path / "ib_bert.json"  # the recipe's narrow IB-BERT teacher, not trained here
+    MobileBertConfig(**{**NARROW_IB_BERT, "vocab_size": 30522}).to_json_file(teacher)
+    config.teacher.name = str(teacher)
+    task = aot.build_task(config, tmp_path)
+    assert {"mlm", "nsp"} <= set(task.student.heads)

@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from distill import student_init
 from distill.data import tasks as task_data
 from distill.distillation import DistillTask, heads_needed
 from distill.models import ModelSpec, dtype
@@ -115,8 +116,12 @@ def build_task(config, workdir: Path):
         return ClassificationTask(ModelSpec(model, ("classifier",), num_labels=labels), labels == 1)
     if "distill" not in config:  # pre-training, by its objective
         return pretrain.objective_task(config, ModelSpec(model, pretrain.heads(config)))
-    student_heads, teacher_heads = heads_needed(config.distill.terms,
-                                                float(config.distill.get("alpha", 1.0)))
+    needed, teacher_heads = heads_needed(config.distill.terms,
+                                         float(config.distill.get("alpha", 1.0)))
+    # the heads the run builds the student with: PKT also carries a pre-trained teacher's MLM
+    # and NSP heads (assumed there: the weights are not read here)
+    student_heads = student_init.student_heads(config.distill.get("student_init", "model"),
+                                               needed, ("mlm", "nsp"))
     compute = dtype(config.teacher.get("dtype", "float32"))
     teacher = Model(model_config(config.teacher.name), heads=teacher_heads, dtype=compute,
                     param_dtype=compute)

@@ -40,13 +40,15 @@ def test_mlm_stage_flops_are_six_times_parameters_times_tokens_plus_attention(pl
     # every trained weight but the embedding tables (lookups); the tied output projection is
     # counted where it runs: at the masked positions
     matmul = sum(x.size for path, x in _leaves(params) if "embeddings" not in path)
-    batch, length, predictions = 32, 128, 20  # pretrain.py:tiny,corpora's rows and masks
+    demo = recipe_configs.get_config("demo").pretrain  # the rows and masks the plan compiled
+    batch, length = demo.trainer.batch_size, demo.data.max_seq_length
+    predictions, steps = demo.data.max_predictions_per_seq, demo.trainer.num_steps
     L, H, V = config.num_hidden_layers, config.hidden_size, config.vocab_size
     tokens = batch * length
     expected = (6 * matmul * tokens                     # forward + backward of every matmul
                 + 12 * L * length * H * tokens           # attention scores and weighted sum
                 + 6 * V * H * batch * predictions)       # MLM logits at the masked positions
-    assert row["steps"] == 300 and row["tokens"] == 300 * tokens
+    assert row["steps"] == steps and row["tokens"] == steps * tokens
     assert abs(row["flops_per_step"] / expected - 1) < 0.10, (row["flops_per_step"], expected)
 
 
@@ -54,8 +56,11 @@ def test_memory_figure_is_the_compiled_steps(planned, tmp_path):
     _, _, result = planned
     (row,) = [r for r in result["rows"] if r["kind"] == "pre-training"]
     # `distill compile` of the same pre-training config (the demo's pretrain block)
+    demo = recipe_configs.get_config("demo").pretrain
     main(["distill", "compile", f"--config={experiments.DIR / 'pretrain.py'}:tiny,corpora",
-          f"--workdir={tmp_path}", f"--config.model.name={STUDENT}"])
+          f"--workdir={tmp_path}", f"--config.model.name={STUDENT}",
+          f"--config.data.max_seq_length={demo.data.max_seq_length}",
+          f"--config.data.pack={demo.data.pack}"])
     report = json.loads((tmp_path / "compile_report.json").read_text())
     assert row["peak_bytes_per_device"] == report["peak"] > 0
     assert row["flops_per_step"] == report["flops"] * report["devices"]

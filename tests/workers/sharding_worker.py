@@ -61,7 +61,8 @@ def distil_flops(mesh: str, workdir: str) -> float:
     cfg.model = defaults.model("tiny", overrides=MODEL)
     cfg.data.max_seq_length, cfg.trainer.batch_size, cfg.trainer.num_steps = 2 * SEQ, BATCH, 1
     cfg.mesh = mesh_config(mesh)
-    return Trainer(build_task(cfg), cfg, workdir).memory_report(batch_spec(cfg))["flops"]
+    return Trainer(build_task(cfg, Path(workdir)), cfg, workdir).memory_report(
+        batch_spec(cfg))["flops"]
 
 
 def batches(count: int):

@@ -350,11 +350,22 @@ class Trainer:
                 f"from scratch")
         return None
 
-    def _restore_step(self, step: int, data_iter) -> TrainState:
-        target = jax.tree_util.tree_map(
+    def state_restore_args(self) -> ocp.args.StandardRestore:
+        """Restores a saved TrainState as this trainer lays it out (orbax reshards onto this
+        mesh, whatever mesh wrote it)."""
+        return ocp.args.StandardRestore(jax.tree_util.tree_map(
             lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
-            self.abstract_state, self.state_sharding)
-        state_args = ocp.args.StandardRestore(target)  # orbax reshards onto this mesh
+            self.abstract_state, self.state_sharding))
+
+    def restore_state(self, step: int, checkpoints=None) -> TrainState:
+        """The TrainState of `step` (without the data iterator) from this run's checkpoints, or
+        from another run's `checkpoints` manager."""
+        checkpoints = checkpoints or self.checkpoints
+        return checkpoints.restore(step, args=ocp.args.Composite(
+            state=self.state_restore_args())).state
+
+    def _restore_step(self, step: int, data_iter) -> TrainState:
+        state_args = self.state_restore_args()
         is_grain = isinstance(data_iter, grain.DatasetIterator)
         own_shard = (as_path(self.checkpoints.directory) / str(step) / "data" /
                      f"process_{jax.process_index()}-of-{jax.process_count()}.json")

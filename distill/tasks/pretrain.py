@@ -240,9 +240,7 @@ def continue_from(trainer, folder, train_iter) -> None:
     if step is None:
         raise FileNotFoundError(f"init_from={folder}: no checkpoint in {checkpoint_dir(folder)}; "
                                 "run the first phase there first")
-    target = jax.tree_util.tree_map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
-                                    trainer.abstract_state, trainer.state_sharding)
-    state = source.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target))).state
+    state = trainer.restore_state(step, source)
     log.info("continuing %s from step %d", folder, step)
     trainer.save(state, train_iter, force=True)
     trainer.checkpoints.wait_until_finished()

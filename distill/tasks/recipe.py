@@ -81,7 +81,6 @@ def export_pretraining_checkpoint(config, pt_workdir: Path, step: int) -> Path:
     """`pt_workdir/export_step{step}`: the pre-training checkpoint of that step in the HF layout
     (what fine-tuning loads), for the pre-training curve. Needs the checkpoint to be kept
     (`trainer.keep_checkpoints`)."""
-    import orbax.checkpoint as ocp
 
     from distill.trainer import Trainer
     from flaxbert.pretrained import save_pretrained
@@ -97,10 +96,7 @@ def export_pretraining_checkpoint(config, pt_workdir: Path, step: int) -> Path:
         raise FileNotFoundError(f"{pt_workdir / 'checkpoints'} has no step {step} (has "
                                 f"{sorted(trainer.checkpoints.all_steps())}); raise "
                                 "pretrain.trainer.keep_checkpoints or pick a saved step")
-    target = jax.tree_util.tree_map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
-                                    trainer.abstract_state, trainer.state_sharding)
-    state = trainer.checkpoints.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(target))).state
+    state = trainer.restore_state(step)
     if jax.process_index() == 0:
         save_pretrained(out, *task.export(jax.device_get(state.params)), tokenizer)
     return out

@@ -176,3 +176,36 @@ def test_electra_needs_a_random_init_and_no_nsp(tmp_path, text):
     config.electra.generator_width = 0.78  # 25 wide, 2 heads
     with pytest.raises(ValueError, match="generator_width=0.78.*not divisible"):
         pretrain.make_task(config, load_tokenizer(config.data.vocab))
+
+
+def test_batch_rows_gradient_updates_only_the_batchs_embedding_rows(tmp_path, text):
+    """MLM with embedding_gradient=batch_rows: the same loss; word-embedding rows of tokens
+    in the batch (inputs or masked targets) get exactly the dense gradient, every other row
+    none (the dense gradient moves them all through the tied softmax)."""
+    config = small_config(tmp_path, text)
+    config.objective = "mlm"
+    tokenizer = load_tokenizer(config.data.vocab)
+    dense = pretrain.make_task(config, tokenizer)
+    config.embedding_gradient = "batch_rows"
+    sparse = pretrain.make_task(config, tokenizer)
+    params = nn.unbox(dense.init_params(jax.random.PRNGKey(0)))
+    batch = jax.tree_util.tree_map(jnp.asarray, next(iter(pretrain.datasets(config, tokenizer)[0])))
+
+    def grads(task):
+        return jax.grad(lambda p: task.loss(p, {}, batch, None, task.denominators(batch))[0])(params)
+
+    g_dense, g_sparse = grads(dense), grads(sparse)
+    table = lambda g: np.asarray(g["backbone"]["embeddings"]["word_embeddings"]["embedding"])  # noqa: E731
+    present = np.zeros(tokenizer.vocab_size, bool)
+    present[np.asarray(batch["input_word_ids"]).ravel()] = True
+    present[np.asarray(batch["masked_lm_ids"]).ravel()] = True
+    assert 0 < present.sum() < tokenizer.vocab_size // 10
+    assert (np.abs(table(g_dense)[~present]).sum(1) > 0).all()  # dense: every row moves
+    assert not table(g_sparse)[~present].any()
+    np.testing.assert_array_equal(table(g_sparse)[present], table(g_dense)[present])
+    for a, b in zip(jax.tree_util.tree_leaves(g_sparse["backbone"]["layer_0"]),
+                    jax.tree_util.tree_leaves(g_dense["backbone"]["layer_0"])):
+        np.testing.assert_array_equal(a, b)
+    config.objective = "electra"
+    with pytest.raises(ValueError, match="embedding_gradient"):
+        pretrain.make_task(config, tokenizer)

@@ -141,6 +141,29 @@ def test_rows_name_a_non_default_pretraining_and_stay_apart_in_the_table():
                                                                    (electra["pt_ft"], 0.75)]
 
 
+def test_the_pretraining_curve_draws_a_line_per_objective(tmp_path):
+    mlm, electra = (recipe.pretraining_name(experiments_pretrain.get_config("tiny,corpora")),
+                    "ELECTRA")
+    rows = [{"method": method, "student": "tiny", "seed": seed, "description": method + name,
+             "pretraining": name, "dev_acc": 0.7, "test_acc": 0.7 + 0.01 * steps / 100,
+             "lr": 1e-4, "pretrain_steps": steps, "mlm_accuracy": 0.1, "parameters": 1,
+             "wall_seconds": 1.0}
+            for name in (mlm, electra) for method in ("pt_ft", "pd") for steps in (100, 200)
+            for seed in (0, 1)]
+    table = recipe.summarise(rows)
+    curves = recipe.pretraining_curves(table)
+    assert sorted(curves) == [("tiny", "ELECTRA"), ("tiny", "MLM")]
+    for entries in curves.values():
+        assert sorted((e["method"], e["pretrain_steps"], e["seeds"]) for e in entries) == [
+            ("pd", 100, 2), ("pd", 200, 2), ("pt_ft", 100, 2), ("pt_ft", 200, 2)]
+    # rows from before the pre-training was named are MLM's
+    old = [{k: v for k, v in r.items() if k != "pretraining"} for r in rows if
+           r["pretraining"] == mlm]
+    assert sorted(recipe.pretraining_curves(recipe.summarise(old))) == [("tiny", "MLM")]
+    recipe.plot_pretraining_curve(tmp_path / "curve.png", table)
+    assert (tmp_path / "curve.png").stat().st_size > 0
+
+
 def test_the_methods_plot_axis_shows_two_point_gaps():
     low, high = recipe.accuracy_axis(np.array([76.9, 79.2, 81.6, 84.1]), np.array([0.6, 0.2, 0.3, 0]))
     assert low <= 76.3 and high >= 84.1 and 2 / (high - low) > 0.1  # the old 45–100 axis: 0.036

@@ -585,3 +585,19 @@ def test_a_packed_row_gives_each_instance_its_own_outputs():
                                                    - where[0]]), atol=1e-4, rtol=0)
             checked += 1
     assert checked > 4
+
+
+def test_ten_prediction_slots_hold_every_mask_of_a_64_token_row():
+    # 15 % of 64 tokens rounds to 10, so the recipes' 64-token rows need 10 slots, not BERT's 20
+    # for 128 tokens: the same masks, half the vocabulary projections
+    common = dict(batch_size=8, max_seq_length=64, nsp=False, seed=5, shuffle=False)
+    ten = _take(P.make_pretraining_dataset(_corpus(60), _vocab(), max_predictions_per_seq=10,
+                                           **common), 6)
+    twenty = _take(P.make_pretraining_dataset(_corpus(60), _vocab(), max_predictions_per_seq=20,
+                                              **common), 6)
+    assert P.num_predictions(64, max_predictions_per_seq=20) == 10
+    for a, b in zip(ten, twenty):
+        np.testing.assert_array_equal(a["input_word_ids"], b["input_word_ids"])
+        assert not b["masked_lm_weights"][:, 10:].any()
+        for key in ("masked_lm_positions", "masked_lm_ids", "masked_lm_weights"):
+            np.testing.assert_array_equal(a[key], b[key][:, :10])

@@ -6,11 +6,14 @@ fine-tuning learning curves (dev accuracy, training loss) of scratch and of each
     # the committed figure: the replica's work directory alone
     python tools/plot_pretraining_curve.py --out experiments/figures/pretraining_curve.png \
         --recipe runs/replica
+    # pre-training objectives side by side: one recipe work directory each (objective and text
+    # are read from each run's config and name its line; ELECTRA's MLM accuracy is its generator's)
+    python tools/plot_pretraining_curve.py --recipe runs/mlm --recipe runs/electra
     # with other schedules beside it (`distill pretrain` runs and their fine-tunings)
     python tools/plot_pretraining_curve.py --recipe runs/replica \
         --schedule "10k-step=runs/pt10k,runs/pt10k_ft,runs/pd10k/ft"
 
-`--recipe` is a `distill recipe` work directory: its pre-training run (`pretrain_<student>`) is a
+Each `--recipe` is a `distill recipe` work directory: its pre-training run (`pretrain_<student>`) is a
 schedule of its own; its finished fine-tunings give the points, mean ± std over the seeds found:
 fine-tuning from scratch the band, PT+FT and PD at the schedule's end, PT+FT from the curve's
 earlier checkpoints. Each `--schedule LABEL=PRETRAIN_DIR[,FINETUNE_DIR[,PD_DIR]]` adds a
@@ -23,11 +26,14 @@ recipe's PD stage): each a `distill sweep` (the best cell on dev) or folders of 
 import json
 from pathlib import Path
 
+import ml_collections
 import numpy as np
 from absl import app, flags
 
+from distill.tasks.recipe import pretraining_name
+
 flags.DEFINE_string("out", "experiments/figures/pretraining_curve.png", "the figure to write")
-flags.DEFINE_string("recipe", "", "a `distill recipe` work directory")
+flags.DEFINE_multi_string("recipe", [], "a `distill recipe` work directory (repeatable)")
 flags.DEFINE_multi_string("schedule", [], "LABEL=PRETRAIN_DIR[,FINETUNE_DIR]")
 FLAGS = flags.FLAGS
 
@@ -97,8 +103,7 @@ def main(argv):
     import matplotlib.pyplot as plt
 
     fig, ((ax_mlm, ax_acc), (ax_dev, ax_loss)) = plt.subplots(2, 2, figsize=(11, 8.4))
-    if FLAGS.recipe:
-        recipe = Path(FLAGS.recipe)
+    for recipe in map(Path, FLAGS.recipe):
         for pretrain_dir in sorted(recipe.glob("pretrain_*")):
             student = pretrain_dir.name.removeprefix("pretrain_")
             scratch = seed_tests(recipe, f"scratch_{student}")
@@ -110,8 +115,9 @@ def main(argv):
                 _, run = best_on_dev(recipe / f"scratch_{student}_seed0")
                 plot_learning_curve(ax_dev, ax_loss, run, "from scratch", color="grey")
             tokens, accuracy, end = mlm_curve(pretrain_dir)
-            steps = read_json(pretrain_dir / "config.json")["trainer"]["num_steps"]
-            label = f"{steps // 1000}k-step schedule (recipe)"
+            pt_config = ml_collections.ConfigDict(read_json(pretrain_dir / "config.json"))
+            steps = pt_config.trainer.num_steps
+            label = f"{pretraining_name(pt_config)}, {steps:,} steps"
             line, = ax_mlm.plot([t / 1e6 for t in tokens], [100 * a for a in accuracy],
                                 marker="o", label=label)
             # the schedule's end, and the curve's earlier checkpoints (pt_ft_step<N>_...)

@@ -20,6 +20,9 @@ distill/electra.py: a generator `electra.generator_width` × the student's width
 ELECTRA paper's setting for ELECTRA-Small, whose ablation finds 1/4–1/2 of the discriminator
 best; a stronger generator makes the task too hard — trained with MLM, the student as the
 discriminator on every token, RTD weight 50 as the paper). The export is the student alone.
+`embedding_gradient`: BERT's dense update of every word-embedding row through the tied output
+softmax, or `batch_rows` — only the rows of the batch's tokens (distill/tasks/pretrain.py,
+`batch_rows_only`; why, in experiments/README.md: "Why PT+FT loses to scratch").
 
     distill pretrain --config pretrain.py:tiny --workdir runs/pretrain_tiny
     distill pretrain --config pretrain.py:tiny,corpora --workdir runs/pt_tiny_corpora
@@ -59,6 +62,9 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     config.model = (common.model("ib_bert", overrides=NARROW_IB_BERT) if name == "narrow_ib_bert"
                     else common.model(name))
     config.objective = "mlm"        # mlm | electra
+    # which word-embedding rows an MLM step updates: "dense" (BERT: every row, through the tied
+    # output softmax) or "batch_rows" (only the tokens in the batch; see pretrain.batch_rows_only)
+    config.embedding_gradient = "dense"
     config.electra = ml_collections.ConfigDict(dict(
         generator_width=0.25,       # generator hidden/FFN size and heads, × the student's
         rtd_weight=50.0,            # λ of loss = MLM(generator) + λ · RTD(discriminator)

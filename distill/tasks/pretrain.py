@@ -40,11 +40,30 @@ from flaxbert.pretrained import save_pretrained
 log = logging.getLogger(__name__)
 
 
-class MaskedLMTask:
-    """Loss = mean NLL over real masked positions (+ mean NSP cross-entropy when `nsp`)."""
+def batch_rows_only(params, batch):
+    """`params` with the word-embedding rows of tokens absent from the batch (neither an input
+    nor a masked target) behind `stop_gradient`. The tied output softmax still scores every
+    token, but only the batch's rows are updated, as with a sparse embedding gradient: with
+    the dense one a token that is never a target gets a small push along the mean hidden state
+    every step, which Adam normalises into a full-size step, so at a short schedule the rare
+    rows all drift into one direction (experiments/README.md, "Why PT+FT loses to scratch")."""
+    def rows(path, table):
+        if "word_embeddings" not in jax.tree_util.keystr(path):
+            return table
+        present = jnp.zeros(table.shape[0], bool).at[batch["input_word_ids"]].set(True)
+        present = present.at[batch["masked_lm_ids"]].set(True)
+        return jnp.where(present[:, None], table, jax.lax.stop_gradient(table))
+    return jax.tree_util.tree_map_with_path(rows, params)
 
-    def __init__(self, spec: ModelSpec, nsp: bool):
+
+class MaskedLMTask:
+    """Loss = mean NLL over real masked positions (+ mean NSP cross-entropy when `nsp`); with
+    `embedding_gradient="batch_rows"` only the batch's word-embedding rows learn
+    (`batch_rows_only`)."""
+
+    def __init__(self, spec: ModelSpec, nsp: bool, embedding_gradient: str = "dense"):
         self.spec, self.nsp = spec, nsp
+        self.batch_rows = embedding_gradient == "batch_rows"
         self.model = spec.model
         self.initial_params = spec.initial_params
 
@@ -63,7 +82,8 @@ class MaskedLMTask:
                 "examples": jnp.float32(batch["input_word_ids"].shape[0])}
 
     def loss(self, params, frozen, batch, rng, den):
-        out = self._forward(params, batch, rng)
+        out = self._forward(batch_rows_only(params, batch) if self.batch_rows else params,
+                            batch, rng)
         nll, correct, _ = losses.masked_lm_terms(out["mlm_logits"], batch)
         mlm_loss = nll.sum() / den["mlm"]
         metrics = {"mlm_loss": mlm_loss, "mlm_accuracy": correct.sum() / den["mlm"]}
@@ -147,6 +167,7 @@ class ElectraTask:
 
 
 OBJECTIVES = ("mlm", "electra")
+EMBEDDING_GRADIENTS = ("dense", "batch_rows")
 
 
 def make_task(config, tokenizer):
@@ -168,9 +189,16 @@ def objective_task(config, spec: ModelSpec):
     if objective == "electra" and config.data.nsp:
         raise ValueError("objective=electra with data.nsp=True: ELECTRA has no NSP head; "
                          "set data.nsp=False")
+    embedding_gradient = config.get("embedding_gradient", "dense")
+    if embedding_gradient not in EMBEDDING_GRADIENTS:
+        raise ValueError(f"embedding_gradient={embedding_gradient!r}; expected one of "
+                         f"{EMBEDDING_GRADIENTS}")
     if objective == "electra":
+        if embedding_gradient != "dense":
+            raise ValueError("objective=electra with embedding_gradient="
+                             f"{embedding_gradient!r}: only MLM has it; set it to 'dense'")
         return ElectraTask(spec, config.electra.generator_width, config.electra.rtd_weight)
-    return MaskedLMTask(spec, config.data.nsp)
+    return MaskedLMTask(spec, config.data.nsp, embedding_gradient)
 
 
 def majority_token_baseline(train_batches, eval_batches) -> float:

@@ -182,6 +182,7 @@ def run_task(config, workdir: Path, shared: Path, task: str) -> dict:
     r = config.recipe
     grid = (list(r.learning_rates), list(r.batch_sizes))
     described = descriptions(config.pretrain)
+    pretraining = pretraining_name(config.pretrain)
     rows = []
     teacher = stage(workdir, "teacher", finetune, config.teacher_finetune)
     teacher_dir = str(workdir / "teacher" / "best")
@@ -209,6 +210,7 @@ def run_task(config, workdir: Path, shared: Path, task: str) -> dict:
                     student_ft, **{"model.name": pt_dir}), grid)
                 results["pt_ft"]["pretrain_steps"] = pretrained["steps"]
                 results["pt_ft"]["mlm_accuracy"] = pretrained["eval_mlm_accuracy"]
+                results["pt_ft"]["pretraining"] = pretraining
             distill_common = {"teacher.name": teacher_dir, "trainer.seed": seed,
                               "distill.cache": str(workdir / "teacher_logits.npz")}
             if "kd" in r.methods or "kd_ft" in r.methods:  # kd_ft fine-tunes kd's export
@@ -227,6 +229,7 @@ def run_task(config, workdir: Path, shared: Path, task: str) -> dict:
                     grid)
                 results["pd"]["pretrain_steps"] = pretrained["steps"]
                 results["pd"]["mlm_accuracy"] = pretrained["eval_mlm_accuracy"]
+                results["pd"]["pretraining"] = pretraining
             for method, result in results.items():
                 rows.append(row(method, student, seed, described[method], result))
                 if glue_task and "run" in result:
@@ -244,6 +247,7 @@ def run_task(config, workdir: Path, shared: Path, task: str) -> dict:
                     grid)
                 result["pretrain_steps"] = step
                 result["mlm_accuracy"] = pretraining_mlm_accuracy(pt_workdir, step)
+                result["pretraining"] = pretraining
                 rows.append(row("pt_ft", student, seed, described["pt_ft"], result))
     table = summarise(rows)
     write_report(workdir, rows, table)
@@ -259,15 +263,21 @@ DESCRIPTIONS = {
 }
 
 
-def descriptions(pretrain_config) -> dict[str, str]:
-    """DESCRIPTIONS with a non-default pre-training named in the PT+FT and PD rows: its objective
-    (ELECTRA) and its text (in-domain: the task's own train texts joined in)."""
-    objective = pretrain_config.get("objective", "mlm")
+def pretraining_name(pretrain_config) -> str:
+    """The pre-training PT+FT and PD rows start from: its objective, and its text when the
+    task's own train texts joined it ("MLM", "ELECTRA on in-domain text")."""
+    objective = {"mlm": "MLM", "electra": "ELECTRA"}[pretrain_config.get("objective", "mlm")]
     in_domain = bool(pretrain_config.data.get("task_texts", ""))
-    if objective == "mlm" and not in_domain:
+    return objective + " on in-domain text" * in_domain
+
+
+def descriptions(pretrain_config) -> dict[str, str]:
+    """DESCRIPTIONS with a non-default pre-training (`pretraining_name`) named in the PT+FT and
+    PD rows."""
+    name = pretraining_name(pretrain_config)
+    if name == "MLM":
         return DESCRIPTIONS
-    what = {"mlm": "MLM", "electra": "ELECTRA"}[objective] + " pre-train" + (
-        " on in-domain text" if in_domain else "")
+    what = name.replace(" on ", " pre-train on ") if " on " in name else f"{name} pre-train"
     return {**DESCRIPTIONS, "pt_ft": f"{what} + fine-tune", "pd": f"{what} + distil + fine-tune (PD)"}
 
 
@@ -280,7 +290,7 @@ def row(method, student, seed, description, result) -> dict:
             "dev_acc": dev.get("acc"), "test_acc": result.get("test", {}).get("acc"),
             "lr": result.get("lr"), "batch_size": result.get("batch_size"),
             "pretrain_steps": result.get("pretrain_steps"),
-            "mlm_accuracy": result.get("mlm_accuracy"),
+            "mlm_accuracy": result.get("mlm_accuracy"), "pretraining": result.get("pretraining"),
             "parameters": result.get("parameters") or result.get("student_parameters"),
             "wall_seconds": result.get("wall_seconds")}
 
@@ -296,6 +306,7 @@ def summarise(rows) -> list[dict]:
     for (method, student, steps, _), runs in groups.items():
         entry = {"method": method, "student": student, "pretrain_steps": steps,
                  "seeds": len(runs), "description": runs[0]["description"],
+                 "pretraining": runs[0].get("pretraining"),
                  "parameters": runs[0].get("parameters"),
                  "lrs": sorted({r["lr"] for r in runs if r.get("lr") is not None}),
                  "wall_seconds": float(sum(r["wall_seconds"] or 0 for r in runs))}
@@ -448,26 +459,36 @@ def plot_methods(path: Path, table) -> None:
     plt.close(fig)
 
 
-def plot_pretraining_curve(path: Path, table) -> None:
-    """Held-out MLM accuracy and PT+FT / PD test accuracy against pre-training steps (step 0 =
-    fine-tuning from scratch), one panel each; written when some student has two or more
-    pre-training budgets."""
+def pretraining_curves(table) -> dict[tuple[str, str], list[dict]]:
+    """The PT+FT and PD entries of each (student, pre-training); rows written before the
+    pre-training was named are MLM's."""
     curves = {}
     for e in table:
         if e["method"] in ("pt_ft", "pd") and e.get("pretrain_steps"):
-            curves.setdefault(e["student"], []).append(e)
+            curves.setdefault((e["student"], e.get("pretraining") or "MLM"), []).append(e)
+    return curves
+
+
+def plot_pretraining_curve(path: Path, table) -> None:
+    """Held-out MLM accuracy and PT+FT / PD test accuracy against pre-training steps (step 0 =
+    fine-tuning from scratch), one panel each, a line per student and pre-training (objective
+    and text: `pretraining_name`; an ELECTRA run's MLM accuracy is its generator's); written
+    when some line has two or more pre-training budgets."""
+    curves = pretraining_curves(table)
     if not any(len([e for e in c if e["method"] == "pt_ft"]) > 1 for c in curves.values()):
         return
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax_mlm, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    for student, entries in curves.items():
+    fig, (ax_mlm, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.5))
+    scratch_drawn = set()
+    for (student, pretraining), entries in curves.items():
+        name = f"{student}, {pretraining}"
         pt = sorted((e for e in entries if e["method"] == "pt_ft"), key=lambda e: e["pretrain_steps"])
         mlm = [(e["pretrain_steps"], e["mlm_accuracy"]) for e in pt if e["mlm_accuracy"] is not None]
         if mlm:
-            ax_mlm.plot(*zip(*[(s, 100 * a) for s, a in mlm]), marker="o", label=student)
+            ax_mlm.plot(*zip(*[(s, 100 * a) for s, a in mlm]), marker="o", label=name)
         scratch = [e for e in table if (e["method"], e["student"]) == ("scratch", student)
                    and e["test_acc"] is not None]
         for method in ("pt_ft", "pd"):
@@ -478,14 +499,19 @@ def plot_pretraining_curve(path: Path, table) -> None:
             if points:
                 steps, acc, std = zip(*points)
                 ax_acc.errorbar(steps, [100 * a for a in acc], yerr=[100 * s for s in std],
-                                marker="o", capsize=3, label=f"{DESCRIPTIONS[method]} ({student})")
-        if scratch:
-            ax_acc.axhline(100 * scratch[0]["test_acc"], ls=":", c="grey")
+                                marker="o" if method == "pt_ft" else "s", capsize=3,
+                                ls="-" if method == "pt_ft" else "--",
+                                label=f"{'PT+FT' if method == 'pt_ft' else 'PD'} ({name})")
+        if scratch and student not in scratch_drawn:
+            scratch_drawn.add(student)
+            ax_acc.axhline(100 * scratch[0]["test_acc"], ls=":", c="grey",
+                           label=f"fine-tune from scratch ({student})")
     ax_mlm.set(xlabel="pre-training steps", ylabel="held-out MLM accuracy (%)")
     ax_acc.set(xlabel="pre-training steps (0 = from scratch)", ylabel="test accuracy (%)")
     for ax in (ax_mlm, ax_acc):
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with common.atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)

@@ -142,3 +142,21 @@ def test_a_finished_recipe_may_grow_its_seeds_methods_and_curve_points_but_not_i
     grown.recipe.learning_rates = (1e-4,)  # the stages already run were picked on another grid
     with pytest.raises(ValueError, match="recipe.learning_rates"):
         check_workdir(run, grown)
+
+
+def test_a_run_from_before_a_field_existed_resumes_only_under_the_value_it_ran_as(tmp_path):
+    from distill.cli import _load_experiment
+    from distill.tasks.common import check_workdir, prepare_workdir
+
+    run = prepare_workdir(tmp_path / "run", _load_experiment(f"{EXPERIMENTS / 'recipe.py'}:demo"))
+    saved = json.loads((run / "config.json").read_text())
+    for block, field in (("pretrain", "objective"), ("pretrain", "embedding_gradient"),
+                         ("recipe", "batch_sizes")):
+        del saved[block][field]
+    del saved["pretrain"]["electra"]
+    (run / "config.json").write_text(json.dumps(saved))
+    today = _load_experiment(f"{EXPERIMENTS / 'recipe.py'}:demo")
+    assert check_workdir(run, today) == {}  # it ran as MLM, dense, the default batch grid
+    today.pretrain.objective = "electra"
+    with pytest.raises(ValueError, match="pretrain.objective: '\\(absent\\)' there, 'electra'"):
+        check_workdir(run, today)

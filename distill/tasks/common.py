@@ -35,6 +35,13 @@ RESUMABLE_PATHS = ("recipe.students", "recipe.seeds", "recipe.methods", "recipe.
                    "sweep.seeds")
 
 
+#: Fields added since runs were started, with the value a config without them ran as (matched
+#: by the last component): an older run folder resumes under today's defaults, and a value other
+#: than that still counts as a change.
+ADDED_FIELDS = {"objective": "mlm", "embedding_gradient": "dense", "task_texts": "",
+                "generator_width": 0.25, "rtd_weight": 50.0, "batch_sizes": []}
+
+
 def _flatten(tree, prefix="") -> dict[str, Any]:
     if isinstance(tree, dict):
         out = {}
@@ -54,6 +61,10 @@ def config_changes(saved: dict, new: dict) -> dict[str, tuple[Any, Any]]:
     """{dotted field: (saved value, new value)} for every field that differs."""
     a, b = _flatten(saved), _flatten(new)
     missing = "(absent)"
+    for key in b.keys() - a.keys():
+        last = key.rsplit(".", 1)[-1]
+        if last in ADDED_FIELDS and b[key] == ADDED_FIELDS[last]:
+            a[key] = b[key]  # ran as today's default before the field existed
     return {k: (a.get(k, missing), b.get(k, missing)) for k in sorted(a.keys() | b.keys())
             if a.get(k, missing) != b.get(k, missing)}
 

@@ -16,6 +16,17 @@ from filelock import FileLock
 FAST_COMPILE = "--xla_llvm_disable_expensive_passes=true"
 
 
+def load_tool(name: str):
+    """A script under tools/ (not a package) as a module, for its tests."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        name, Path(__file__).parents[1] / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def cpu_devices_env(devices: int) -> dict[str, str]:
     """The environment of a subprocess that sees `devices` CPU devices."""
     return dict(os.environ,

@@ -1,21 +1,16 @@
 """tools/embedding_drift.py: the shared-direction measure and the partial re-draw of an export."""
 
-import importlib.util
-from pathlib import Path
-
 import jax
 import numpy as np
 import pytest
+from helpers import load_tool
 
 from flaxbert import Model, init_params
 from flaxbert.configs import BertConfig
 from flaxbert.pretrained import from_pretrained, save_pretrained
 from flaxbert.tokenization import load_tokenizer
 
-spec = importlib.util.spec_from_file_location(
-    "embedding_drift", Path(__file__).parents[1] / "tools" / "embedding_drift.py")
-embedding_drift = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(embedding_drift)
+embedding_drift = load_tool("embedding_drift")
 
 
 @pytest.fixture(scope="module")

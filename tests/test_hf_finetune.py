@@ -1,21 +1,17 @@
 """tools/hf_finetune.py: transformers-PyTorch fine-tuning of an export on the project's split."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import load_tool
 
 from flaxbert import Model, init_params
 from flaxbert.configs import BertConfig
 from flaxbert.pretrained import from_pretrained, save_pretrained
 from flaxbert.tokenization import load_tokenizer
 
-spec = importlib.util.spec_from_file_location(
-    "hf_finetune", Path(__file__).parents[1] / "tools" / "hf_finetune.py")
-hf_finetune = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(hf_finetune)
+hf_finetune = load_tool("hf_finetune")
 
 
 @pytest.fixture(scope="module")

@@ -1,18 +1,13 @@
 """tools/linear_probe.py: the frozen features it reads and the probe it fits."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
+from helpers import load_tool
 
 from flaxbert import Model, init_params
 from flaxbert.configs import BertConfig
 from flaxbert.tokenization import load_tokenizer, pack_inputs
 
-spec = importlib.util.spec_from_file_location(
-    "linear_probe", Path(__file__).parents[1] / "tools" / "linear_probe.py")
-linear_probe = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(linear_probe)
+linear_probe = load_tool("linear_probe")
 
 
 def test_features_average_real_tokens_only_and_a_separable_task_probes_perfectly(minilm_dir):

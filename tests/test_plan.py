@@ -60,7 +60,8 @@ def test_memory_figure_is_the_compiled_steps(planned, tmp_path):
     main(["distill", "compile", f"--config={experiments.DIR / 'pretrain.py'}:tiny,corpora",
           f"--workdir={tmp_path}", f"--config.model.name={STUDENT}",
           f"--config.data.max_seq_length={demo.data.max_seq_length}",
-          f"--config.data.pack={demo.data.pack}"])
+          f"--config.data.pack={demo.data.pack}",
+          f"--config.data.max_predictions_per_seq={demo.data.max_predictions_per_seq}"])
     report = json.loads((tmp_path / "compile_report.json").read_text())
     assert row["peak_bytes_per_device"] == report["peak"] > 0
     assert row["flops_per_step"] == report["flops"] * report["devices"]

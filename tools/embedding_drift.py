@@ -41,13 +41,15 @@ def drift(embeddings: np.ndarray, task_counts: np.ndarray) -> dict:
     unit = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
     mean = unit.mean(0)
     cosine = unit @ (mean / np.linalg.norm(mean))
+
+    def mean_cosine(rows):  # None for an empty bin
+        return float(cosine[rows].mean()) if rows.any() else None
     bins = {}
     for low, high in COUNT_BINS:
         rows = (task_counts >= low) & (task_counts < (high or np.inf))
-        bins[f"{low}-{high - 1}" if high else f"{low}+"] = (int(rows.sum()),
-                                                           float(cosine[rows].mean()))
+        bins[f"{low}-{high - 1}" if high else f"{low}+"] = (int(rows.sum()), mean_cosine(rows))
     return {"mean_unit_norm": float(np.linalg.norm(mean)),
-            "unseen_in_task_cosine": float(cosine[task_counts == 0].mean()), "task_bins": bins}
+            "unseen_in_task_cosine": mean_cosine(task_counts == 0), "task_bins": bins}
 
 
 def task_counts(tokenizer, vocab_size: int) -> np.ndarray:

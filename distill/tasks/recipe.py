@@ -277,7 +277,8 @@ def descriptions(pretrain_config) -> dict[str, str]:
     name = pretraining_name(pretrain_config)
     if name == "MLM":
         return DESCRIPTIONS
-    what = name.replace(" on ", " pre-train on ") if " on " in name else f"{name} pre-train"
+    objective, on, text = name.partition(" on ")
+    what = f"{objective} pre-train{on}{text}"
     return {**DESCRIPTIONS, "pt_ft": f"{what} + fine-tune", "pd": f"{what} + distil + fine-tune (PD)"}
 
 

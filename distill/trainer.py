@@ -643,7 +643,8 @@ class Throughput:
               for block in ("model", "teacher") if block in config)) if on]
         if loops:
             log.warning("%s: XLA's cost analysis counts a loop's body once, so FLOPs per step "
-                        "and MFU count one micro-batch / layer of the loop", " and ".join(loops))
+                        "and MFU count one micro-batch / layer of the loop (`distill compile` "
+                        "counts the step's loops written out)", " and ".join(loops))
         if self.peak is None:
             log.warning("no MFU: %s", self.peak_source)
 

@@ -100,3 +100,23 @@ def test_compile_builds_a_pkt_student_with_the_heads_it_carries(tmp_path):
     config.teacher.name = str(teacher)
     task = aot.build_task(config, tmp_path)
     assert {"mlm", "nsp"} <= set(task.student.heads)
+
+
+def test_a_step_with_loops_reports_the_flops_of_all_its_iterations(tmp_path):
+    """XLA's cost analysis counts a loop's body once: compiled as is, two gradient-accumulation
+    micro-batches report half the step's FLOPs and scanned layers one layer's. The report counts
+    them written out (the plan's FLOPs and device-hours with it), while its memory stays the
+    looped step's: accumulation holds one micro-batch's activations."""
+    from distill.cli import main
+
+    reports = {}
+    for name, loop in (("plain", []), ("accumulated", ["--config.trainer.grad_accum_steps=2"]),
+                       ("scanned", ["--config.model.scan_layers=True"])):
+        main(["distill", "compile", "--config=pretrain.py:tiny", f"--workdir={tmp_path / name}",
+              "--config.trainer.batch_size=8", "--config.data.max_seq_length=64", *loop])
+        reports[name] = json.loads((tmp_path / name / "compile_report.json").read_text())
+    plain = reports["plain"]["flops"]
+    assert plain > 0
+    for name in ("accumulated", "scanned"):
+        assert abs(reports[name]["flops"] / plain - 1) < 0.01, (name, reports[name]["flops"], plain)
+    assert reports["accumulated"]["temp"] < reports["plain"]["temp"]

@@ -35,7 +35,7 @@ from distill.data import tasks as task_data
 from distill.distillation import DistillTask, heads_needed
 from distill.models import ModelSpec, dtype
 from distill.tasks import pretrain
-from distill.tasks.common import prepare_workdir, write_json
+from distill.tasks.common import derived, prepare_workdir, write_json
 from distill.tasks.finetune import ClassificationTask
 from distill.trainer import Trainer
 from flaxbert import hub
@@ -160,12 +160,30 @@ def batch_spec(config) -> dict[str, jax.ShapeDtypeStruct]:
     return spec
 
 
+def without_loops(config) -> ml_collections.ConfigDict | None:
+    """The config's step with its loops written out — one pass over the whole batch instead of
+    `grad_accum_steps` micro-batches, the layers one by one instead of `scan_layers` — or None when
+    it has no loop. The same arithmetic (bar the micro-batches' gradient sums); XLA's cost analysis
+    counts a loop's body once, so only this form's FLOPs are the step's."""
+    changes = {}
+    if config.trainer.grad_accum_steps > 1:
+        changes["trainer.grad_accum_steps"] = 1
+    for block in ("model", "teacher"):
+        if block in config and config[block].get("scan_layers", False):
+            changes[f"{block}.scan_layers"] = False
+    return derived(config, **changes) if changes else None
+
+
 def compile_report(config, workdir: Path) -> dict:
     """The compiled train step's per-device memory (bytes) and FLOPs on the config's mesh, with
-    the compile time: nothing is allocated or run."""
+    the compile time: nothing is allocated or run. A step with loops (`without_loops`) is compiled
+    twice: as configured for the memory, written out for the FLOPs."""
     start = time.perf_counter()
     trainer = Trainer(build_task(config, workdir), config, workdir)
     report = trainer.memory_report(batch_spec(config))
+    if (flat := without_loops(config)) is not None:
+        report["flops"] = Trainer(build_task(flat, workdir), flat, workdir).memory_report(
+            batch_spec(flat))["flops"]
     report.update(devices=jax.device_count(), mesh=dict(trainer.mesh.shape),
                   device_kind=jax.devices()[0].device_kind,
                   compile_seconds=time.perf_counter() - start)

@@ -127,6 +127,18 @@ def replaced_token_detection_terms(rtd_logits, replaced, input_mask):
     return nll * weights, correct * weights, weights
 
 
+def sample_categorical(rng, logits):
+    """One token per row of `logits` [..., V], drawn from softmax(logits) by inverting its
+    cumulative sum at one uniform per row. The same distribution as `jax.random.categorical`,
+    whose Gumbel trick draws and takes two logs of a number per vocabulary entry: at 30,522 words
+    that made BERT-Tiny's ELECTRA gradient step (32 × 64 tokens, 10 masks) 1.3 × slower on a CPU
+    core. float32 sums: a token under ~1e-7 of the mass may be drawn slightly off its odds."""
+    weights = jnp.exp(logits - jnp.max(logits, axis=-1, keepdims=True))
+    cumulative = jnp.cumsum(weights, axis=-1)
+    threshold = jax.random.uniform(rng, logits.shape[:-1] + (1,)) * cumulative[..., -1:]
+    return jnp.sum(cumulative < threshold, axis=-1)
+
+
 def corrupt(model: Electra, params, batch, rng, deterministic: bool):
     """Generator logits, then its samples in place of the masked tokens: (generator logits,
     corrupted ids, replaced). The samples carry no gradient (ELECTRA does not backpropagate
@@ -137,7 +149,7 @@ def corrupt(model: Electra, params, batch, rng, deterministic: bool):
         batch["masked_lm_positions"], input_positions=batch.get("input_positions"),
         deterministic=deterministic, method=Electra.generate,
         rngs={} if deterministic else {"dropout": dropout_rng})
-    sampled = jax.random.categorical(sample_rng, jax.lax.stop_gradient(gen_logits))
+    sampled = sample_categorical(sample_rng, jax.lax.stop_gradient(gen_logits).astype(jnp.float32))
     corrupted, replaced = replace_masked(batch["input_word_ids"], batch["masked_lm_positions"],
                                          batch["masked_lm_weights"], batch["masked_lm_ids"], sampled)
     return gen_logits, corrupted, replaced

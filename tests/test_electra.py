@@ -209,3 +209,17 @@ def test_batch_rows_gradient_updates_only_the_batchs_embedding_rows(tmp_path, te
     config.objective = "electra"
     with pytest.raises(ValueError, match="embedding_gradient"):
         pretrain.make_task(config, tokenizer)
+
+
+def test_generator_samples_follow_its_softmax():
+    """`sample_categorical` (inverse CDF, one uniform per position) draws each token with its
+    softmax probability: 40,000 draws over 6 tokens, every frequency within 5 standard errors,
+    and a token of probability ~0 (logit −60) never drawn."""
+    logits = jnp.array([2.0, 0.5, -1.0, 1.0, 0.0, -60.0])
+    draws = np.asarray(electra.sample_categorical(jax.random.PRNGKey(0),
+                                                  jnp.broadcast_to(logits, (200, 200, 6))))
+    p = np.asarray(jax.nn.softmax(logits))
+    counts = np.bincount(draws.ravel(), minlength=6)
+    n = draws.size
+    np.testing.assert_array_less(np.abs(counts / n - p), 5 * np.sqrt(p * (1 - p) / n) + 1e-12)
+    assert counts[5] == 0 and draws.shape == (200, 200)

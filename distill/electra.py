@@ -149,7 +149,7 @@ def corrupt(model: Electra, params, batch, rng, deterministic: bool):
         batch["masked_lm_positions"], input_positions=batch.get("input_positions"),
         deterministic=deterministic, method=Electra.generate,
         rngs={} if deterministic else {"dropout": dropout_rng})
-    sampled = sample_categorical(sample_rng, jax.lax.stop_gradient(gen_logits).astype(jnp.float32))
+    sampled = sample_categorical(sample_rng, jax.lax.stop_gradient(gen_logits))
     corrupted, replaced = replace_masked(batch["input_word_ids"], batch["masked_lm_positions"],
                                          batch["masked_lm_weights"], batch["masked_lm_ids"], sampled)
     return gen_logits, corrupted, replaced

@@ -607,6 +607,19 @@ THROUGHPUT_METRICS = ("tokens_per_sec", "flops_per_step", "teacher_flops_per_ste
                       "student_flops_per_step", "mfu", "teacher_mfu", "student_mfu")
 
 
+def step_loops(config) -> dict[str, Any]:
+    """The loops a train step of `config` compiles to, as the field changes that write them out:
+    gradient accumulation's micro-batch loop (`trainer.grad_accum_steps` > 1 → 1) and scanned
+    layers (`model` / `teacher.scan_layers` → False). XLA's cost analysis counts a loop's body once."""
+    changes: dict[str, Any] = {}
+    if config.trainer.grad_accum_steps > 1:
+        changes["trainer.grad_accum_steps"] = 1
+    for block in ("model", "teacher"):
+        if block in config and config[block].get("scan_layers", False):
+            changes[f"{block}.scan_layers"] = False
+    return changes
+
+
 class Throughput:
     """Tokens/s and model FLOPs utilisation of the train steps, from XLA's cost analysis of the
     compiled step (per batch shape: buckets vary them). A distillation step's teacher forward is
@@ -636,12 +649,7 @@ class Throughput:
         # intervals after the first (the run's figures, without the first step's compilation)
         self.since_log, self.log_time = np.zeros(4), time.perf_counter()
         self.run, self.run_seconds, self.first = np.zeros(4), 0.0, True
-        config = trainer.config
-        loops = [name for name, on in (
-            ("trainer.grad_accum_steps > 1", config.trainer.grad_accum_steps > 1),
-            *((f"{block}.scan_layers", config[block].get("scan_layers", False))
-              for block in ("model", "teacher") if block in config)) if on]
-        if loops:
+        if loops := step_loops(trainer.config):
             log.warning("%s: XLA's cost analysis counts a loop's body once, so FLOPs per step "
                         "and MFU count one micro-batch / layer of the loop (`distill compile` "
                         "counts the step's loops written out)", " and ".join(loops))

@@ -37,7 +37,7 @@ from distill.models import ModelSpec, dtype
 from distill.tasks import pretrain
 from distill.tasks.common import derived, prepare_workdir, write_json
 from distill.tasks.finetune import ClassificationTask
-from distill.trainer import Trainer
+from distill.trainer import Trainer, step_loops
 from flaxbert import hub
 from flaxbert.configs import get_config, load_config
 from flaxbert.heads import Model
@@ -165,12 +165,7 @@ def without_loops(config) -> ml_collections.ConfigDict | None:
     `grad_accum_steps` micro-batches, the layers one by one instead of `scan_layers` — or None when
     it has no loop. The same arithmetic (bar the micro-batches' gradient sums); XLA's cost analysis
     counts a loop's body once, so only this form's FLOPs are the step's."""
-    changes = {}
-    if config.trainer.grad_accum_steps > 1:
-        changes["trainer.grad_accum_steps"] = 1
-    for block in ("model", "teacher"):
-        if block in config and config[block].get("scan_layers", False):
-            changes[f"{block}.scan_layers"] = False
+    changes = step_loops(config)
     return derived(config, **changes) if changes else None
 
 

@@ -1,7 +1,7 @@
 """`make bench`: flaxbert's train steps against transformers (PyTorch) on this machine, same run.
 
     python benchmarks/run.py --out docs/benchmarks.md [--quick] [--models medium,base]
-        [--sections mlm,distill,cache,packing,pipeline,shapes,breakdown]
+        [--sections mlm,distill,cache,packing,pipeline,electra,shapes,breakdown]
     benchmarks/gpu.sh      # on one GPU: the quick run (< 5 min), written as the GPU section
 
 Runs wherever it is started: on CPU in float32; on a GPU (or TPU) in bfloat16 (PyTorch under
@@ -18,6 +18,9 @@ Measures, each pair back to back in one process:
     and (given a pre-trained MLM teacher, --mlm-teacher) top-k KL against the full KL;
   * sequence packing on real text (the demo's pre-training data) against padded batches;
   * the input pipeline's batches/s against what the fastest step consumes;
+  * ELECTRA's step (BERT-Tiny discriminator, ¼-width generator): the generator's samples drawn
+    by inverting the softmax's cumulative sum (ours) against `jax.random.categorical`'s Gumbel
+    noise over the vocabulary;
   * for the MFU shortfall: the model's own matmul shapes timed in isolation (what the hardware
     gives at those shapes bounds what a step can reach), and an ablation timing of our MLM step
     (encoder forward + backward, MLM head + loss, AdamW and the rest).
@@ -478,6 +481,33 @@ def pipeline_section(step_seconds: float):
                 ratio=per_second * step_seconds)
 
 
+def electra_section() -> dict:
+    """Seconds per ELECTRA train step (BERT-Tiny, batch 32 × 128, 20 masks) with the generator's
+    samples from `electra.sample_categorical` and from `jax.random.categorical`, interleaved."""
+    from distill import electra
+    from distill.experiments import pretrain as pretrain_configs
+    from distill.tasks import pretrain
+    from flaxbert.tokenization import load_tokenizer
+
+    config = pretrain_configs.get_config("tiny")
+    config.objective = "electra"
+    config.trainer.batch_size = BATCH["tiny"]
+    task = pretrain.make_task(config, load_tokenizer(config.data.vocab))
+    batch = mlm_batch(BATCH["tiny"], get_config("tiny").vocab_size)
+    samplers = {"inverse CDF (ours)": electra.sample_categorical,
+                "jax.random.categorical": jax.random.categorical}
+    with contextlib.ExitStack() as stack:
+        steps = {}
+        for name, sampler in samplers.items():  # each step traces with its sampler in place
+            electra.sample_categorical = sampler
+            steps[name] = stack.enter_context(our_step_fn(task, config, batch))
+            steps[name]()
+        electra.sample_categorical = samplers["inverse CDF (ours)"]
+        seconds = timed_together(steps)
+    ours, gumbel = seconds["inverse CDF (ours)"], seconds["jax.random.categorical"]
+    return {"ours_s": ours, "gumbel_s": gumbel, "ratio": gumbel / ours}
+
+
 def shape_section(name: str, peak: float):
     """The model's own matmuls ([B·T, H] × [H, F]) timed alone, as a share of the peak."""
     config = get_config(name)
@@ -562,7 +592,7 @@ def verdict(ok: bool, text: str) -> str:
 
 
 def render(info, peak, mlm, distill, packing, pipeline, shapes, shape_model,
-           breakdown, cache=None, title="# Benchmarks", level="#") -> str:
+           breakdown, cache=None, electra=None, title="# Benchmarks", level="#") -> str:
     """The report; sections not run (None / empty) are left out. `level` prefixes headings."""
     h = level + "#"
     lines = [title, "",
@@ -621,6 +651,13 @@ def render(info, peak, mlm, distill, packing, pipeline, shapes, shape_model,
                   f"The pre-training pipeline (grain, 2 threads, real text) yields "
                   f"{pipeline['batches_per_second']:.1f} batches/s; the BERT-Tiny step consumes "
                   f"{pipeline['step_batches_per_second']:.1f}/s: ×{pipeline['ratio']:.1f}.", ""]
+    if electra:
+        lines += [f"{h} ELECTRA's generator sampling (BERT-Tiny, batch {BATCH['tiny']} × {SEQ}, "
+                  f"{PREDICTIONS} masks)", "",
+                  f"The train step with the samples drawn by inverse CDF (one uniform per masked "
+                  f"position) {electra['ours_s'] * 1e3:,.0f} ms, with `jax.random.categorical` "
+                  f"(Gumbel noise over 30,522 words) {electra['gumbel_s'] * 1e3:,.0f} ms: "
+                  f"**×{electra['ratio']:.2f}** (interleaved rounds, same process).", ""]
     if shapes:
         lines += [f"{h} Where the time goes: the model's matmuls alone", "",
                   f"Each of BERT-{shape_model.capitalize()}'s matmul shapes at its benchmark "
@@ -696,7 +733,7 @@ def write_report(path: Path, text: str, part: str) -> None:
     path.write_text("\n".join(out) + "\n")
 
 
-SECTIONS = ("mlm", "distill", "cache", "packing", "pipeline", "shapes", "breakdown")
+SECTIONS = ("mlm", "distill", "cache", "packing", "pipeline", "electra", "shapes", "breakdown")
 
 
 def main():
@@ -740,6 +777,7 @@ def main():
     packing = packing_section() if "packing" in sections else None
     pipeline = (pipeline_section(mlm[0]["ours_s"]) if "pipeline" in sections and mlm
                 else None)
+    electra = electra_section() if "electra" in sections else None
     shape_model = "mini" if args.quick else "base"
     shapes = shape_section(shape_model, peak["jax"]) if "shapes" in sections else None
     breakdown = (breakdown_section([name for name in sizes if name in ("tiny", "medium", "base")])
@@ -747,12 +785,12 @@ def main():
     part = args.part or ("gpu" if ACCELERATOR else "cpu")
     if part == "cpu":
         text = render(info, peak, mlm, distill, packing, pipeline, shapes, shape_model, breakdown,
-                      cache)
+                      cache, electra)
     else:
         title = (f"## {jax.default_backend().upper()} run" if part == "gpu" else f"## Run {part}")
         title += f" ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {' '.join(sys.argv[1:])})"
         text = render(info, peak, mlm, distill, packing, pipeline, shapes, shape_model,
-                      breakdown, cache, title=title, level="##")
+                      breakdown, cache, electra, title=title, level="##")
     write_report(Path(args.out), text, part)
     print(text)
 

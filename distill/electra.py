@@ -131,8 +131,9 @@ def sample_categorical(rng, logits):
     """One token per row of `logits` [..., V], drawn from softmax(logits) by inverting its
     cumulative sum at one uniform per row. The same distribution as `jax.random.categorical`,
     whose Gumbel trick draws and takes two logs of a number per vocabulary entry: at 30,522 words
-    that made BERT-Tiny's ELECTRA gradient step (32 × 64 tokens, 10 masks) 1.3 × slower on a CPU
-    core. float32 sums: a token under ~1e-7 of the mass may be drawn slightly off its odds."""
+    that made BERT-Tiny's ELECTRA train step 1.6 × slower on a 2-core CPU (`make bench`,
+    docs/benchmarks.md). float32 sums: a token under ~1e-7 of the mass may be drawn slightly
+    off its odds."""
     weights = jnp.exp(logits - jnp.max(logits, axis=-1, keepdims=True))
     cumulative = jnp.cumsum(weights, axis=-1)
     threshold = jax.random.uniform(rng, logits.shape[:-1] + (1,)) * cumulative[..., -1:]

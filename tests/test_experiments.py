@@ -95,7 +95,8 @@ def test_recipe_config(tmp_path, small_teacher):
 
 def _seed_runs(tmp_path, accuracies: dict[str, list[float]]) -> Path:
     """A recipe work directory's results.json with the rows the recipe writes, one per seed."""
-    rows = [{"method": method, "student": "tiny", "seed": seed, "description": recipe.DESCRIPTIONS[method],
+    rows = [{"method": method, "student": "tiny", "seed": seed,
+             "description": recipe.DESCRIPTIONS.get(method, method),
              "dev_acc": acc - 0.01, "test_acc": acc, "lr": 1e-4, "pretrain_steps": None,
              "mlm_accuracy": None, "parameters": 4_400_000, "wall_seconds": 60.0}
             for method, accs in accuracies.items() for seed, acc in enumerate(accs)]
@@ -122,6 +123,17 @@ def test_report_shows_mean_and_std_over_seeds_and_marks_gaps_within_the_spread(t
     scratch_line = next(line for line in md.splitlines() if line.startswith("| fine-tune from"))
     assert "| none |" in scratch_line
     assert (tmp_path / "report" / "results.png").exists()
+
+
+def test_report_counts_a_run_copied_into_several_work_directories_once(tmp_path):
+    # two work directories that share a copied teacher and hold seeds 0 and 1 of PD each
+    first = _seed_runs(tmp_path / "first", {"teacher": [0.84], "pd": [0.80]})
+    second = _seed_runs(tmp_path / "second", {"teacher": [0.84], "pd": [0.80, 0.78]})
+    main(["distill", "report", str(first), str(second), "--out", str(tmp_path / "report")])
+    table = {e["method"]: e for e in
+             json.loads((tmp_path / "report" / "results.json").read_text())["table"]}
+    assert table["teacher"]["seeds"] == 1
+    assert table["pd"]["seeds"] == 2 and table["pd"]["test_acc"] == pytest.approx(0.79)
 
 
 def test_rows_name_a_non_default_pretraining_and_stay_apart_in_the_table():

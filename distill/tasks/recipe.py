@@ -378,13 +378,22 @@ def write_report(workdir: Path, rows, table) -> None:
 
 def report(workdirs, out: str | Path) -> list[dict]:
     """`distill report WORKDIRS... --out DIR`: the rows of several recipe runs (sizes, seeds)
-    in one table, and test accuracy against student parameters for each method."""
-    rows = []
+    in one table, and test accuracy against student parameters for each method. A run found in
+    several work directories (a teacher copied in to be reused, a seed re-run) counts once, as
+    the first directory has it: a copy is not another seed."""
+    rows, found_in = [], {}
     for workdir in workdirs:
         path = common.as_path(workdir) / "results.json"
         if not path.is_file():
             raise FileNotFoundError(f"{path} does not exist (is {workdir} a finished recipe run?)")
-        rows += json.loads(path.read_text())["rows"]
+        for r in json.loads(path.read_text())["rows"]:
+            key = (r["method"], r["student"], r["seed"], r.get("pretrain_steps"), r["description"])
+            if key in found_in:
+                log.warning("%s: %s, %s, seed %s is also in %s; counted once, from there", workdir,
+                            label(r), r["student"], r["seed"], found_in[key])
+                continue
+            found_in[key] = workdir
+            rows.append(r)
     out = common.as_path(out)
     out.mkdir(parents=True, exist_ok=True)
     table = summarise(rows)

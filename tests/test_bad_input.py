@@ -153,10 +153,12 @@ def test_a_run_from_before_a_field_existed_resumes_only_under_the_value_it_ran_a
     for block, field in (("pretrain", "objective"), ("pretrain", "embedding_gradient"),
                          ("recipe", "batch_sizes")):
         del saved[block][field]
+    del saved["pretrain"]["data"]["tfds_data_dir"]
     del saved["pretrain"]["electra"]
     (run / "config.json").write_text(json.dumps(saved))
     today = _load_experiment(f"{EXPERIMENTS / 'recipe.py'}:demo")
-    assert check_workdir(run, today) == {}  # it ran as MLM, dense, the default batch grid
+    assert check_workdir(run, today) == {}  # it ran as MLM, dense, the default batch grid,
+    #                                          its TFDS data (if any) in $TFDS_DATA_DIR
     today.pretrain.objective = "electra"
     with pytest.raises(ValueError, match="pretrain.objective: '\\(absent\\)' there, 'electra'"):
         check_workdir(run, today)

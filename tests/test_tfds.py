@@ -111,3 +111,26 @@ def test_tfds_missing_package_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)
     with pytest.raises(ImportError, match=r"flaxbert\[tfds\]"):
         sources.read_documents("tfds:wikipedia/20230601.en")
+
+
+def test_pretraining_reads_a_tfds_corpus_from_its_config_folder(wiki, minilm_dir, tmp_path,
+                                                                monkeypatch):
+    """`pretrain.data.tfds_data_dir` names the prepared data (a pod's bucket) without
+    $TFDS_DATA_DIR: pre-training and general distillation read their text through it."""
+    from distill.experiments import pretrain as pretrain_configs
+    from distill.tasks import pretrain
+    from flaxbert.tokenization import load_tokenizer
+
+    monkeypatch.delenv("TFDS_DATA_DIR", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/tensorflow_datasets to fall back on
+    config = pretrain_configs.get_config("tiny")
+    config.data.update(dict(train="tfds:wikipedia/20230601.en", eval="tfds:wikipedia/20230601.en",
+                            max_seq_length=16, max_predictions_per_seq=2, dupe_factor=1,
+                            tfds_data_dir=str(wiki)))
+    config.trainer.batch_size = 2
+    _, held_out = pretrain.datasets(config, load_tokenizer(minilm_dir / "vocab.txt"))
+    batch = next(iter(held_out))
+    assert batch["input_word_ids"].shape == (2, 16)
+    config.data.tfds_data_dir = ""
+    with pytest.raises(FileNotFoundError, match="is not prepared in"):
+        next(iter(pretrain.held_out_dataset(config, load_tokenizer(minilm_dir / "vocab.txt"))))

@@ -78,6 +78,9 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
         # are the held-out evaluation (replacing `eval`); "" = none
         task_texts="sentiment" if data == "movies" else "",
         eval=f"vader:{common.VADER / 'movieReviewSnippets_GroundTruth.txt'}",
+        # the prepared TFDS data a `tfds:` train/eval spec reads (a folder or gs:// path);
+        # '' = $TFDS_DATA_DIR, else ~/tensorflow_datasets
+        tfds_data_dir="",
         sentences_per_document=8,
         max_seq_length=128,
         max_predictions_per_seq=20,

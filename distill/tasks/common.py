@@ -39,7 +39,8 @@ RESUMABLE_PATHS = ("recipe.students", "recipe.seeds", "recipe.methods", "recipe.
 #: by the last component): an older run folder resumes under today's defaults, and a value other
 #: than that still counts as a change.
 ADDED_FIELDS = {"objective": "mlm", "embedding_gradient": "dense", "task_texts": "",
-                "generator_width": 0.25, "rtd_weight": 50.0, "batch_sizes": []}
+                "generator_width": 0.25, "rtd_weight": 50.0, "batch_sizes": [],
+                "tfds_data_dir": ""}
 
 
 def _flatten(tree, prefix="") -> dict[str, Any]:

@@ -226,7 +226,9 @@ def _dataset(config, tokenizer, spec: str, **kwargs):
         masked_lm_prob=d.masked_lm_prob, short_seq_prob=d.short_seq_prob, nsp=d.nsp,
         whole_word_masking=d.whole_word_masking, pack=d.pack,
         process_index=jax.process_index(), process_count=jax.process_count(),
-        sentences_per_document=d.sentences_per_document, **kwargs)
+        sentences_per_document=d.sentences_per_document,
+        tfds_data_dir=d.get("tfds_data_dir") or None,  # run folders from before the field: None
+        **kwargs)
 
 
 def datasets(config, tokenizer):

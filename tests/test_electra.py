@@ -117,6 +117,27 @@ def test_electra_loss_is_generator_mlm_plus_50_times_rtd_by_hand(tmp_path, text)
     assert float(loss) == pytest.approx(mlm + 50 * rtd, rel=1e-5)
 
 
+def test_held_out_recall_and_precision_of_the_discriminator_by_hand(tmp_path, text):
+    """The evaluation's recall (replaced tokens flagged) and precision (flagged tokens that were
+    replaced) as (hits, count) pairs, against the flags counted in numpy over the real tokens."""
+    config = small_config(tmp_path, text)
+    tokenizer = load_tokenizer(config.data.vocab)
+    task = pretrain.make_task(config, tokenizer)
+    params = nn.unbox(task.init_params(jax.random.PRNGKey(0)))
+    batch = jax.tree_util.tree_map(jnp.asarray, next(iter(pretrain.datasets(config, tokenizer)[0])))
+    sums = task.eval_metrics(params, {}, batch)
+
+    corrupt_rng, dropout_rng = jax.random.split(jax.random.PRNGKey(0))  # the evaluation's key
+    _, corrupted, replaced = electra.corrupt(task.model, params, batch, corrupt_rng, True)
+    logits = electra.discriminate(task.model, params, batch, corrupted, dropout_rng, True)
+    real = np.asarray(batch["input_mask"]) > 0
+    flagged, replaced = (np.asarray(logits) > 0) & real, np.asarray(replaced) & real
+    assert 0 < flagged.sum() < real.sum() and replaced.any()  # a random init flags some
+    hits = (flagged & replaced).sum()
+    assert [float(x) for x in sums["rtd_recall"]] == [hits, replaced.sum()]
+    assert [float(x) for x in sums["rtd_precision"]] == [hits, flagged.sum()]
+
+
 def test_generator_and_discriminator_share_the_embeddings(tmp_path, text):
     config = small_config(tmp_path, text)
     task = pretrain.make_task(config, load_tokenizer(config.data.vocab))
@@ -145,6 +166,7 @@ def test_electra_export_is_a_plain_bert_transformers_loads_and_finetunes(tmp_pat
           "--config.data.max_predictions_per_seq=5", "--config.data.dupe_factor=1"])
     result = json.loads((run / "result.json").read_text())
     assert result["steps"] == 3 and 0 <= result["eval_rtd_accuracy"] <= 1
+    assert 0 <= result["eval_rtd_recall"] <= 1 and 0 <= result["eval_rtd_precision"] <= 1
     assert result["parameters"] < result["trained_parameters"]  # generator + RTD head dropped
     ours = from_pretrained(run / "export")
     assert ours.model.heads == ()

@@ -155,12 +155,21 @@ class ElectraTask:
         return mlm_loss + self.rtd_weight * rtd_loss, metrics
 
     def eval_metrics(self, params, frozen, batch):
+        """Held-out MLM (the generator's) and RTD loss and accuracy, and — as ELECTRA's code
+        reports them — the discriminator's recall (replaced tokens it flags) and precision
+        (flagged tokens that were replaced; 0 while it flags none): accuracy alone hides a
+        discriminator that calls everything original."""
         # a fixed sampling key: the held-out corruption is the same at every evaluation
-        (nll, correct, weights), (rtd_nll, rtd_correct, tokens), _ = self._terms(
+        (nll, correct, weights), (rtd_nll, rtd_correct, tokens), replaced = self._terms(
             params, batch, jax.random.PRNGKey(0), True)
+        replaced = replaced * tokens
+        hits = rtd_correct * replaced                           # flagged and replaced
+        flagged = hits + (tokens - rtd_correct) * (1 - replaced)  # + flagged but original
         return {"mlm_loss": (nll.sum(), weights.sum()), "mlm_accuracy": (correct.sum(), weights.sum()),
                 "rtd_loss": (rtd_nll.sum(), tokens.sum()),
-                "rtd_accuracy": (rtd_correct.sum(), tokens.sum())}
+                "rtd_accuracy": (rtd_correct.sum(), tokens.sum()),
+                "rtd_recall": (hits.sum(), replaced.sum()),
+                "rtd_precision": (hits.sum(), flagged.sum())}
 
     def export(self, params):
         """The discriminator alone: a headless BERT (the generator and RTD head stay behind)."""
@@ -327,14 +336,15 @@ def run(config, workdir: str | Path) -> dict:
     result = {"eval_mlm_accuracy": final["mlm_accuracy"], "eval_mlm_loss": final["mlm_loss"],
               "majority_token_accuracy": baseline, "steps": int(state.step),
               "parameters": count(params), "trained_parameters": count(state.params)}
-    for key in ("nsp_accuracy", "rtd_accuracy"):
+    for key in ("nsp_accuracy", "rtd_accuracy", "rtd_recall", "rtd_precision"):
         if key in final:
             result[f"eval_{key}"] = final[key]
     if jax.process_index() == 0:
         with atomic_output(workdir / "export") as tmp:
             save_pretrained(tmp, model, params, tokenizer)
         plot_curves(workdir, ["loss", "mlm_accuracy", "eval_mlm_accuracy"]
-                    + (["rtd_accuracy", "eval_rtd_accuracy"] if "rtd_accuracy" in final else []))
+                    + (["rtd_accuracy", "eval_rtd_accuracy", "eval_rtd_recall"]
+                       if "rtd_accuracy" in final else []))
         write_json(workdir / "result.json", result)
     log.info("pre-training done: %s", result)
     return result

@@ -498,11 +498,13 @@ def electra_section() -> dict:
                 "jax.random.categorical": jax.random.categorical}
     with contextlib.ExitStack() as stack:
         steps = {}
-        for name, sampler in samplers.items():  # each step traces with its sampler in place
-            electra.sample_categorical = sampler
-            steps[name] = stack.enter_context(our_step_fn(task, config, batch))
-            steps[name]()
-        electra.sample_categorical = samplers["inverse CDF (ours)"]
+        try:
+            for name, sampler in samplers.items():  # each step traces with its sampler in place
+                electra.sample_categorical = sampler
+                steps[name] = stack.enter_context(our_step_fn(task, config, batch))
+                steps[name]()
+        finally:
+            electra.sample_categorical = samplers["inverse CDF (ours)"]
         seconds = timed_together(steps)
     ours, gumbel = seconds["inverse CDF (ours)"], seconds["jax.random.categorical"]
     return {"ours_s": ours, "gumbel_s": gumbel, "ratio": gumbel / ours}

@@ -236,7 +236,7 @@ def _dataset(config, tokenizer, spec: str, **kwargs):
         whole_word_masking=d.whole_word_masking, pack=d.pack,
         process_index=jax.process_index(), process_count=jax.process_count(),
         sentences_per_document=d.sentences_per_document,
-        tfds_data_dir=d.tfds_data_dir or None,
+        tfds_data_dir=d.get("tfds_data_dir") or None,  # data blocks written before the field
         **kwargs)
 
 

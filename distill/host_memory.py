@@ -5,8 +5,9 @@ one block: 1.3 GB for BERT-Base's MLM step at batch 8 × 128. glibc serves a blo
 fresh `mmap` and unmaps it when the step ends, so every step page-faults the whole block back in
 and the kernel zeroes it first: 320,000 page faults, ≈0.5 s of system time and ≈17% of the step's
 wall time on a 2-core machine. Served from one heap that is never trimmed, the block is reused
-step after step with no faults (once the heap has settled: in the first few steps small
-allocations may still split a freed block, and a fresh one is mapped).
+step after step with no faults in a typical step (in the first few steps, and now and then
+after, small allocations split a freed block and a fresh one is mapped: about 1 step in 10 on a
+busy 2-core machine).
 
 `reuse_freed_memory()` sets that up with `mallopt`: one arena (threads allocating from their own
 arenas fall back to `mmap` for large blocks whatever the other settings), no `mmap`, no trimming.

@@ -15,7 +15,8 @@ fine-tuning learning curves (dev accuracy, training loss) of scratch and of each
 
 Each `--recipe` is a `distill recipe` work directory: its pre-training run (`pretrain_<student>`) is a
 schedule of its own; its finished fine-tunings give the points, mean ± std over the seeds found:
-fine-tuning from scratch the band, PT+FT and PD at the schedule's end, PT+FT from the curve's
+fine-tuning from scratch the band (from the first --recipe that has it; a work directory of
+scratch runs alone may give it to the others), PT+FT and PD at the schedule's end, PT+FT from the curve's
 earlier checkpoints. Each `--schedule LABEL=PRETRAIN_DIR[,FINETUNE_DIR[,PD_DIR]]` adds a
 `distill pretrain` run; FINETUNE_DIR holds its fine-tuning from the run's export, PD_DIR the
 fine-tuning of the student distilled from it (`distill distill` from that export, as the
@@ -103,17 +104,24 @@ def main(argv):
     import matplotlib.pyplot as plt
 
     fig, ((ax_mlm, ax_acc), (ax_dev, ax_loss)) = plt.subplots(2, 2, figsize=(11, 8.4))
+    scratch_drawn = set()
     for recipe in map(Path, FLAGS.recipe):
-        for pretrain_dir in sorted(recipe.glob("pretrain_*")):
-            student = pretrain_dir.name.removeprefix("pretrain_")
+        # the reference band: any recipe's fine-tuning from scratch (a scratch-only work
+        # directory serves the others), once per student
+        for first_seed in sorted(recipe.glob("scratch_*_seed0")):
+            student = first_seed.name.removeprefix("scratch_").removesuffix("_seed0")
             scratch = seed_tests(recipe, f"scratch_{student}")
-            if scratch:
+            if scratch and student not in scratch_drawn:
+                scratch_drawn.add(student)
                 mean, std = 100 * np.mean(scratch), 100 * np.std(scratch)
                 ax_acc.axhspan(mean - std, mean + std, color="grey", alpha=0.25,
-                               label=f"fine-tune from scratch ({seeds_label(len(scratch))}, "
-                                     "± std)")
-                _, run = best_on_dev(recipe / f"scratch_{student}_seed0")
-                plot_learning_curve(ax_dev, ax_loss, run, "from scratch", color="grey")
+                               label=f"fine-tune from scratch, {student} "
+                                     f"({seeds_label(len(scratch))}, ± std)")
+                _, run = best_on_dev(first_seed)
+                plot_learning_curve(ax_dev, ax_loss, run, f"from scratch, {student}",
+                                    color="grey")
+        for pretrain_dir in sorted(recipe.glob("pretrain_*")):
+            student = pretrain_dir.name.removeprefix("pretrain_")
             tokens, accuracy, end = mlm_curve(pretrain_dir)
             pt_config = ml_collections.ConfigDict(read_json(pretrain_dir / "config.json"))
             steps = pt_config.trainer.num_steps
@@ -155,7 +163,7 @@ def main(argv):
                             color=line.get_color(),
                             label=f"{method}, {label} schedule at its end (seed 0)")
     ax_mlm.set(xlabel="pre-training tokens (M)", ylabel="held-out MLM accuracy (%)")
-    ax_acc.set_xlim(left=0)
+    ax_acc.set_xlim(0, ax_mlm.get_xlim()[1])  # the MLM panel's token axis (the band has no x extent)
     ax_acc.set(xlabel="pre-training tokens (M)", ylabel="test accuracy (%), lr picked on dev")
     ax_dev.set(xlabel="fine-tuning step (seed 0, the dev-picked lr)", ylabel="dev accuracy (%)")
     ax_loss.set(xlabel="fine-tuning step (seed 0, the dev-picked lr)",

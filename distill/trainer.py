@@ -28,8 +28,8 @@ dense bf16 peak from distill/accelerators.py, on a CPU a measured matmul rate); 
 also `teacher_flops_per_step` (its forward compiled alone on the same batch shapes),
 `student_flops_per_step` (the rest) and `teacher_mfu` / `student_mfu`; a step with gradient
 accumulation is counted without its micro-batch loop, which XLA counts once. Evaluations and
-checkpoint saves do not count as training time. The end of `fit` logs the run's figures in one line (without
-the first log interval: compilation) and keeps them in `throughput`.
+checkpoint saves do not count as training time. The end of `fit` logs the run's figures in one
+line (without the first log interval: compilation) and keeps them in `throughput`.
 
 The work directory may be a URL (gs://, s3://): paths are `etils.epath` paths throughout.
 
@@ -287,11 +287,9 @@ class Trainer:
                        else frozen)
 
         replicated = sharding.replicated(self.mesh)
-        # Traced under the rules table: activations are laid out like the parameters.
-        step = sharding.traced_in_rules(
-            make_train_step(task, self.tx, self.schedule, tcfg.grad_accum_steps), self.mesh)
         self.train_step = jax.jit(
-            step, in_shardings=(self.state_sharding, self.frozen_sharding, self.batch_sharding),
+            self.traced_step(tcfg.grad_accum_steps),
+            in_shardings=(self.state_sharding, self.frozen_sharding, self.batch_sharding),
             out_shardings=(self.state_sharding, replicated), donate_argnums=(0,))
         self.eval_step = jax.jit(
             sharding.traced_in_rules(make_eval_step(task), self.mesh),
@@ -482,6 +480,12 @@ class Trainer:
             from jax.experimental import multihost_utils
             multihost_utils.sync_global_devices("partial checkpoints removed")
 
+    def traced_step(self, grad_accum: int):
+        """The pure train step over `grad_accum` micro-batches, traced under the rules table
+        (activations are laid out like the parameters); jit it with the state's shardings."""
+        return sharding.traced_in_rules(
+            make_train_step(self.task, self.tx, self.schedule, grad_accum), self.mesh)
+
     def memory_report(self, batch: dict[str, jax.ShapeDtypeStruct]) -> dict[str, float]:
         """Compiles the train step ahead of time for abstract inputs (nothing is allocated or run)
         and returns XLA's per-device memory figures in bytes, plus the step's FLOPs."""
@@ -650,11 +654,8 @@ class Throughput:
                 in_shardings=(trainer.frozen_sharding, trainer.batch_sharding))
         self.written_out = None  # the step without its micro-batch loop, to count (not to run)
         if trainer.config.trainer.grad_accum_steps > 1:
-            self.written_out = jax.jit(
-                sharding.traced_in_rules(
-                    make_train_step(task, trainer.tx, trainer.schedule, 1), trainer.mesh),
-                in_shardings=(trainer.state_sharding, trainer.frozen_sharding,
-                              trainer.batch_sharding))
+            self.written_out = jax.jit(trainer.traced_step(1), in_shardings=(
+                trainer.state_sharding, trainer.frozen_sharding, trainer.batch_sharding))
         self.costs: dict[tuple, tuple[float, float]] = {}  # batch shapes -> (FLOPs, teacher's)
         # [steps, token slots, FLOPs, teacher FLOPs] since the last log line, and over the log
         # intervals after the first (the run's figures, without the first step's compilation)

@@ -118,11 +118,7 @@ def test_gradient_accumulation_counts_every_micro_batch(tmp_path):
     from distill.trainer import Throughput, xla_flops
 
     def costs(accum):
-        Args.grad_accum = accum
-        try:
-            cfg = config(Args)
-        finally:
-            Args.grad_accum = 1
+        cfg = config(type("Accumulating", (Args,), {"grad_accum": accum}))
         trainer = Trainer(distill_task(cfg), cfg, tmp_path / str(accum))
         state = jax.tree_util.tree_map(
             lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
@@ -130,7 +126,8 @@ def test_gradient_accumulation_counts_every_micro_batch(tmp_path):
         batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=trainer.batch_sharding)
                  for k, v in next(iter(data())).items()}
         with jax.set_mesh(trainer.mesh):
-            as_compiled = xla_flops(trainer.train_step.lower(state, trainer.frozen, batch).compile())
+            as_compiled = xla_flops(
+                trainer.train_step.lower(state, trainer.frozen, batch).compile())
         return as_compiled, Throughput(trainer).step_flops(state, batch)
 
     plain, (step, teacher) = costs(1)

@@ -13,11 +13,11 @@ fine-tuning learning curves (dev accuracy, training loss) of scratch and of each
     python tools/plot_pretraining_curve.py --recipe runs/replica \
         --schedule "10k-step=runs/pt10k,runs/pt10k_ft,runs/pd10k/ft"
 
-Each `--recipe` is a `distill recipe` work directory: its pre-training run (`pretrain_<student>`) is a
-schedule of its own; its finished fine-tunings give the points, mean ± std over the seeds found:
-fine-tuning from scratch the band (from the first --recipe that has it; a work directory of
-scratch runs alone may give it to the others), PT+FT and PD at the schedule's end, PT+FT from the curve's
-earlier checkpoints. Each `--schedule LABEL=PRETRAIN_DIR[,FINETUNE_DIR[,PD_DIR]]` adds a
+Each `--recipe` is a `distill recipe` work directory: its pre-training run (`pretrain_<student>`)
+is a schedule of its own; its finished fine-tunings give the points, mean ± std over the seeds
+found: fine-tuning from scratch the band (from the first --recipe that has it; a work directory
+of scratch runs alone may give it to the others), PT+FT and PD at the schedule's end, PT+FT from
+the curve's earlier checkpoints. Each `--schedule LABEL=PRETRAIN_DIR[,FINETUNE_DIR[,PD_DIR]]` adds a
 `distill pretrain` run; FINETUNE_DIR holds its fine-tuning from the run's export, PD_DIR the
 fine-tuning of the student distilled from it (`distill distill` from that export, as the
 recipe's PD stage): each a `distill sweep` (the best cell on dev) or folders of single
@@ -163,7 +163,7 @@ def main(argv):
                             color=line.get_color(),
                             label=f"{method}, {label} schedule at its end (seed 0)")
     ax_mlm.set(xlabel="pre-training tokens (M)", ylabel="held-out MLM accuracy (%)")
-    ax_acc.set_xlim(0, ax_mlm.get_xlim()[1])  # the MLM panel's token axis (the band has no x extent)
+    ax_acc.set_xlim(0, ax_mlm.get_xlim()[1])  # the MLM panel's token axis (the band spans none)
     ax_acc.set(xlabel="pre-training tokens (M)", ylabel="test accuracy (%), lr picked on dev")
     ax_dev.set(xlabel="fine-tuning step (seed 0, the dev-picked lr)", ylabel="dev accuracy (%)")
     ax_loss.set(xlabel="fine-tuning step (seed 0, the dev-picked lr)",
